@@ -1,0 +1,180 @@
+"""The `nmt` command: each subcommand parses, validates, and calls one library function.
+
+A user error (an `NmtError`) becomes one line on stderr and a non-zero exit; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nmt.errors import NmtError, USAGE
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014).")
+
+
+def user_errors(command):
+    """Turn NmtError into `error: ...` and its exit code; Ctrl-C into exit 130 without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except NmtError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+        except BrokenPipeError:  # `nmt translate ... | head`
+            sys.stderr.close()
+            raise typer.Exit(0)
+
+    return wrapper
+
+
+def _positive(name: str, value: Optional[int]) -> None:
+    if value is not None and value < 1:
+        raise NmtError(f"{name} must be at least 1, got {value}")
+
+
+SET_HELP = "Override a config value, e.g. --set train.lr=0.5 (repeatable)."
+
+
+@app.command()
+@user_errors
+def preprocess(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; its data section is used."),
+    overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
+    src_lang: Optional[str] = typer.Option(None, help="Source language code: the ending of the source files."),
+    tgt_lang: Optional[str] = typer.Option(None, help="Target language code: the ending of the target files."),
+    train: Optional[str] = typer.Option(None, help="Training corpus prefix: PREFIX.SRC and PREFIX.TGT."),
+    valid: Optional[str] = typer.Option(None, help="Validation corpus prefix (never filtered)."),
+    test: Optional[str] = typer.Option(None, help="Test corpus prefix (never filtered)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Prepared-data folder [data.prepared]."),
+    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary size of both sides."),
+    joint: Optional[bool] = typer.Option(None, "--joint/--separate", help="One shared vocabulary or one per side."),
+    max_len: Optional[int] = typer.Option(None, help="Drop training pairs longer than this (tokens)."),
+    max_len_ratio: Optional[float] = typer.Option(None, help="Drop training pairs with a longer length ratio."),
+    overwrite: bool = typer.Option(False, help="Replace an existing prepared-data folder."),
+):
+    """Train SentencePiece, encode and filter a parallel corpus into a prepared-data folder."""
+    from nmt.config import load_config
+    from nmt.data.prepare import prepare
+
+    flags = {"src_lang": src_lang, "tgt_lang": tgt_lang, "train": train, "valid": valid, "test": test,
+             "src_vocab_size": vocab_size, "tgt_vocab_size": vocab_size, "joint_vocab": joint,
+             "max_len": max_len, "max_len_ratio": max_len_ratio, "prepared": str(out) if out else None}
+    flag_overrides = [f"data.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    cfg = load_config(config, list(overrides) + flag_overrides)
+    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"wrote {cfg.data.prepared}: vocabularies {manifest['src_vocab_size']} / {manifest['tgt_vocab_size']}")
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config of the run."),
+    overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its last checkpoint."),
+):
+    """Train a model; checkpoints, config and log.jsonl go to train.run_dir."""
+    from nmt.config import load_config
+    from nmt.train.loop import resume as resume_run
+    from nmt.train.loop import train
+
+    if resume is not None:
+        if config is not None:
+            raise NmtError("--resume takes the config from the checkpoint: drop --config (use --set to change values)")
+        run_dir = resume_run(resume, overrides)
+    else:
+        if config is None:
+            raise NmtError("nmt train needs --config CONFIG (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
+        run_dir = train(load_config(config, overrides))
+    typer.echo(f"done: checkpoints in {run_dir} (best: {run_dir / 'best'})")
+
+
+@app.command()
+@user_errors
+def translate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="Checkpoint folder, or a run folder (uses best)."),
+    input: Optional[Path] = typer.Argument(None, help="Raw text, one sentence per line [stdin]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [stdout]."),
+    beam: Optional[int] = typer.Option(None, help="Beam size; 1 is greedy [decode.beam]."),
+    batch_size: Optional[int] = typer.Option(None, help="Sentences per batch [decode.batch_size]."),
+    n_best: int = typer.Option(1, help="Print this many hypotheses per sentence with their scores."),
+    length_penalty: Optional[float] = typer.Option(None, help="alpha in score / length**alpha [decode.length_penalty]."),
+    max_len_a: Optional[float] = typer.Option(None, help="Output length limit a * source length + b [decode.max_len_a]."),
+    max_len_b: Optional[int] = typer.Option(None, help="See --max-len-a [decode.max_len_b]."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Translate raw text, one output line per input line, in input order."""
+    from nmt.decode.translate import translate_file
+    from nmt.train.checkpoint import load_config, resolve
+
+    for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best)):
+        _positive(name, value)
+    if length_penalty is not None and length_penalty < 0:
+        raise NmtError(f"--length-penalty must be 0 or more, got {length_penalty}")
+    decode = load_config(resolve(checkpoint)).decode
+    beam = beam or max(decode.beam, n_best)
+    if n_best > beam:
+        raise NmtError(f"--n-best {n_best} cannot exceed --beam {beam}")
+    translate_file(checkpoint, input, output, beam=beam, batch_size=batch_size or decode.batch_size, n_best=n_best,
+                   length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b, device=device)
+
+
+@app.command()
+@user_errors
+def bleu(
+    hypotheses: Path = typer.Argument(..., help="System output, one sentence per line."),
+    ref: Path = typer.Option(..., "--ref", "-r", help="Reference translations, line for line."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+    lowercase: bool = typer.Option(False, help="Case-insensitive BLEU and chrF."),
+    tokenize: Optional[str] = typer.Option(None, help="sacreBLEU tokenizer (13a, intl, none, ...) [13a]."),
+):
+    """Corpus BLEU and chrF with sacreBLEU, and their signatures."""
+    from nmt.data.corpus import read_lines
+    from nmt.errors import DataError
+    from nmt.evaluate import score
+
+    hyp_lines, ref_lines = read_lines(hypotheses, allow_empty=True), read_lines(ref)
+    if len(hyp_lines) != len(ref_lines):
+        raise DataError(f"{hypotheses} has {len(hyp_lines)} lines but {ref} has {len(ref_lines)}: "
+                        f"hypotheses and references must match line for line")
+    result = score(hyp_lines, ref_lines, lowercase=lowercase, tokenize=tokenize)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        typer.echo(f"BLEU {result.bleu:.2f}  chrF {result.chrf:.2f}  ({result.sentences} sentences)")
+        typer.echo(result.bleu_detail)
+        typer.echo(f"BLEU signature: {result.bleu_signature}")
+        typer.echo(f"chrF signature: {result.chrf_signature}")
+
+
+@app.command()
+@user_errors
+def quickstart(
+    workdir: Path = typer.Option(Path("runs/quickstart"), help="Where the corpus, data and run go."),
+    config: Optional[Path] = typer.Option(None, help="Config to use [configs/quickstart.yaml]."),
+    overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Generate a small corpus (English -> French number words), then preprocess, train, translate, score."""
+    from nmt.quickstart import run_quickstart
+
+    run_quickstart(workdir, config, list(overrides))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The one typed configuration, and the only home of defaults.
+
+A config is a YAML file with four sections (`data`, `model`, `train`, `decode`) that map onto
+the frozen dataclasses below. Loading rejects unknown keys with a "did you mean" hint, checks
+every value's type, and checks cross-field rules, so a typo fails when the file is read and not
+an hour into training. The defaults are the paper's recipe (Sutskever et al. 2014).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from nmt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    # Corpus prefixes: `train: data/tatoeba-en-fr/train` reads train.en and train.fr.
+    train: Optional[str] = None
+    valid: Optional[str] = None
+    test: Optional[str] = None
+    prepared: str = "runs/prepared"  # where `nmt preprocess` writes and `nmt train` reads
+    # SentencePiece stands in for the paper's word vocabularies (160k source, 80k target).
+    joint_vocab: bool = False
+    src_vocab_size: int = 8000
+    tgt_vocab_size: int = 8000
+    spm_model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"
+    character_coverage: float = 1.0
+    spm_max_sentences: int = 2_000_000  # SentencePiece trains on at most this many lines
+    # Filters for training pairs only; valid and test are never filtered.
+    max_len: int = 100  # subword tokens per side
+    max_len_ratio: float = 3.0  # longer side over shorter side, in tokens
+    dedupe_train: bool = True
+    lowercase: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: Literal["lstm"] = "lstm"
+    layers: int = 4
+    hidden: int = 1000
+    embed: int = 1000
+    reverse_source: bool = True  # the paper's biggest single gain
+    init_range: float = 0.08  # uniform in [-init_range, init_range]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run_dir: str = "runs/default"
+    seed: int = 1
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    bf16: bool = True  # autocast to bfloat16 on CUDA; ignored on CPU
+    optimizer: Literal["sgd"] = "sgd"
+    lr: float = 0.7
+    epochs: float = 7.5
+    decay_start_epoch: float = 5.0  # halve the rate from here on ...
+    decay_every_epochs: float = 0.5  # ... every this many epochs
+    decay_factor: float = 0.5
+    batch_size: int = 128  # sentences per batch
+    max_tokens: Optional[int] = None  # if set, batches hold up to this many padded tokens
+    bucket_pool: int = 100  # sort this many batches' worth of sentences by length at a time
+    # The paper divides the summed gradient by the batch size (128 sentences).
+    loss_normalization: Literal["sentences", "tokens"] = "sentences"
+    clip_norm: float = 5.0
+    max_steps: Optional[int] = None  # stop early after this many updates
+    max_minutes: Optional[float] = None  # stop early after this much wall time
+    log_every: int = 50
+    eval_every: int = 1000
+    save_every: int = 1000
+    eval_bleu_sentences: int = 500  # dev sentences decoded greedily for BLEU at each eval
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam: int = 12
+    batch_size: int = 64
+    length_penalty: float = 0.0  # score / length**alpha; 0 is the paper's plain log-probability
+    max_len_a: float = 2.0  # the output stops at max_len_a * source_length + max_len_b tokens
+    max_len_b: int = 10
+    n_best: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+
+
+def _closest(name: str, choices) -> str:
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(choices)})"
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check `value` against a field's type; return it converted (int -> float where allowed)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be a whole number, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
+
+
+def _build_section(name: str, values: Any):
+    cls = _SECTION_CLASSES[name]
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key '{name}.{key}'{_closest(str(key), known)}")
+        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: Any) -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a mapping with the sections data, model, train, decode")
+    for name in raw:
+        if name not in _SECTION_CLASSES:
+            raise ConfigError(f"unknown config section '{name}'{_closest(str(name), _SECTION_CLASSES)}")
+    config = Config(**{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
+    validate(config)
+    return config
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'train.lr=0.5' -> ('train', 'lr', 0.5); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. train.lr=0.5")
+    path, raw_value = text.split("=", 1)
+    if path.count(".") != 1:
+        raise ConfigError(f"override '{text}' must name section.key, e.g. train.lr=0.5")
+    section, key = path.strip().split(".")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+    except yaml.YAMLError:
+        value = raw_value
+    return section, key, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    raw = {name: dict(section or {}) for name, section in raw.items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(f"unknown config section '{section}' in override '{text}'{_closest(section, _SECTION_CLASSES)}")
+        raw.setdefault(section, {})[key] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found: pass an existing YAML file, e.g. configs/quickstart.yaml")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping with the sections data, model, train, decode")
+    return config_from_dict(apply_overrides(raw, list(overrides)))
+
+
+def replace(config: Config, **sections: dict) -> Config:
+    """A copy of `config` with some keys changed: replace(c, train={"lr": 0.1})."""
+    raw = config.to_dict()
+    for name, values in sections.items():
+        raw[name].update(values)
+    return config_from_dict(raw)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: Config) -> None:
+    """Cross-field and range checks, run whenever a config is built."""
+    d, m, t, dec = config.data, config.model, config.train, config.decode
+    for key, value in [("data.src_vocab_size", d.src_vocab_size), ("data.tgt_vocab_size", d.tgt_vocab_size),
+                       ("data.max_len", d.max_len), ("model.layers", m.layers), ("model.hidden", m.hidden),
+                       ("model.embed", m.embed), ("train.batch_size", t.batch_size), ("train.log_every", t.log_every),
+                       ("train.eval_every", t.eval_every), ("train.save_every", t.save_every),
+                       ("train.bucket_pool", t.bucket_pool), ("decode.beam", dec.beam),
+                       ("decode.batch_size", dec.batch_size), ("decode.n_best", dec.n_best)]:
+        _require(value > 0, f"config key '{key}' must be positive, got {value}")
+    _require(d.src_vocab_size >= 8 and d.tgt_vocab_size >= 8, "data vocabulary sizes must be at least 8 (4 special tokens and some pieces)")
+    _require(d.max_len_ratio >= 1.0, f"config key 'data.max_len_ratio' must be at least 1, got {d.max_len_ratio}")
+    _require(0 < d.character_coverage <= 1, "config key 'data.character_coverage' must be in (0, 1]")
+    _require(d.src_lang != d.tgt_lang, f"data.src_lang and data.tgt_lang must differ, both are '{d.src_lang}'")
+    _require(m.init_range > 0, f"config key 'model.init_range' must be positive, got {m.init_range}")
+    _require(t.lr > 0, f"config key 'train.lr' must be positive, got {t.lr}")
+    _require(t.epochs > 0, f"config key 'train.epochs' must be positive, got {t.epochs}")
+    _require(t.decay_every_epochs > 0, "config key 'train.decay_every_epochs' must be positive")
+    _require(0 < t.decay_factor <= 1, "config key 'train.decay_factor' must be in (0, 1]")
+    _require(t.clip_norm > 0, f"config key 'train.clip_norm' must be positive, got {t.clip_norm}")
+    _require(t.max_tokens is None or t.max_tokens > 0, "config key 'train.max_tokens' must be positive")
+    _require(t.max_steps is None or t.max_steps > 0, "config key 'train.max_steps' must be positive")
+    _require(t.max_minutes is None or t.max_minutes > 0, "config key 'train.max_minutes' must be positive")
+    _require(t.eval_bleu_sentences >= 0, "config key 'train.eval_bleu_sentences' must be 0 or more")
+    _require(t.num_workers >= 0, "config key 'train.num_workers' must be 0 or more")
+    _require(dec.n_best <= dec.beam, f"decode.n_best ({dec.n_best}) cannot exceed decode.beam ({dec.beam})")
+    _require(dec.max_len_a >= 0 and dec.max_len_b >= 0, "decode.max_len_a and decode.max_len_b must be 0 or more")
+    _require(dec.max_len_a > 0 or dec.max_len_b > 0, "decode.max_len_a and decode.max_len_b cannot both be 0")
+    _require(dec.length_penalty >= 0, "config key 'decode.length_penalty' must be 0 or more")

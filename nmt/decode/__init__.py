@@ -1,0 +1,1 @@
+"""Search (greedy, beam) and translating files."""

@@ -1,0 +1,25 @@
+"""Where the model runs: device choice and bf16 autocast."""
+
+from __future__ import annotations
+
+import torch
+
+from nmt.errors import NmtError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` takes the first CUDA GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise NmtError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NmtError(f"device '{name}' was asked for but no CUDA GPU is available: use device auto or cpu")
+    return device
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on CUDA when asked for; a no-op context on the CPU."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")

@@ -1,0 +1,1 @@
+"""Training: the paper's SGD schedule, clipping, checkpoints, and the loop itself."""

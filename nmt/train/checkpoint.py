@@ -1,0 +1,204 @@
+"""Self-describing, safe checkpoints: safetensors for tensors, JSON for everything else.
+
+A checkpoint is a folder:
+  model.safetensors       the weights
+  trainer.safetensors     optimizer tensors and random-number-generator states
+  trainer.json            step, epoch, position in the epoch, best score, optimizer settings
+  config.json             the resolved config: the model is rebuilt from it, no YAML needed
+  meta.json               toolkit version and the tokenizer models' checksums
+  spm.model or src.model + tgt.model   the tokenizers, so a checkpoint translates on its own
+It is written under a temporary name, flushed, and renamed into place; `last` and `best` in the
+run folder are symbolic links swapped atomically to the newest and best checkpoint. Nothing is
+ever unpickled on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import nmt
+from nmt.config import Config, config_from_dict
+from nmt.errors import CheckpointError, ConfigError, TrainingError
+
+CHECKPOINTS = "checkpoints"
+FILES = ("model.safetensors", "trainer.safetensors", "trainer.json", "config.json", "meta.json")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2), encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing: the checkpoint is incomplete, use another one")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint file {path} is corrupt (not JSON): use another checkpoint") from None
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into tensors (for safetensors) and JSON-able settings."""
+    tensors, scalars = {}, {}
+    for param_id, values in state_dict["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{param_id}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{param_id}.{key}"] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], settings: dict) -> dict:
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, param_id, key = name.split(".", 2)
+            state.setdefault(int(param_id), {})[key] = value
+    for name, value in settings.get("scalars", {}).items():
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = value
+    return {"state": state, "param_groups": settings["param_groups"]}
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors
+
+
+def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, config: Config,
+                    tokenizer_files: tuple[Path, Path], best: bool = False) -> Path:
+    """Write checkpoints/step-N atomically, point `last` (and `best`) at it, prune the rest."""
+    folder_name = f"step-{trainer_state['step']:08d}"
+    root = run_dir / CHECKPOINTS
+    final = root / folder_name
+    tmp = root / f".{folder_name}.tmp"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", "nmt_version": nmt.__version__})
+        opt_tensors, opt_settings = optimizer_to_tensors(optimizer.state_dict())
+        save_file({**opt_tensors, **rng_tensors()}, str(tmp / "trainer.safetensors"))
+        write_json(tmp / "trainer.json", {**trainer_state, "optimizer": opt_settings})
+        write_json(tmp / "config.json", config.to_dict())
+        src_model, tgt_model = tokenizer_files
+        names = ("spm.model",) if src_model == tgt_model else ("src.model", "tgt.model")
+        for name, source in zip(names, (src_model, tgt_model)):
+            shutil.copyfile(source, tmp / name)
+        write_json(tmp / "meta.json", {
+            "nmt_version": nmt.__version__,
+            "tokenizers": {name: sha256(tmp / name) for name in names},
+            "weights_sha256": sha256(tmp / "model.safetensors"),
+        })
+        for path in tmp.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        _fsync_dir(root)
+        for link in ("last",) + (("best",) if best else ()):
+            _point(run_dir / link, Path(CHECKPOINTS) / folder_name)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = e.filename or root
+        raise TrainingError(f"could not write a checkpoint to {where}: {e.strerror}; "
+                            f"free space or fix permissions, then resume with nmt train --resume {run_dir}") from None
+    _prune(run_dir)
+    return final
+
+
+def _point(link: Path, target: Path) -> None:
+    tmp = link.with_name(f".{link.name}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def _prune(run_dir: Path) -> None:
+    """Remove checkpoints that neither `last` nor `best` points at."""
+    keep = {(run_dir / link).resolve() for link in ("last", "best") if (run_dir / link).is_symlink()}
+    for folder in (run_dir / CHECKPOINTS).glob("step-*"):
+        if folder.resolve() not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (its `best`, else its `last`)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} not found: pass a run folder or a checkpoint folder such as runs/x/best")
+    if path.is_file():
+        raise CheckpointError(f"{path} is a file, but a checkpoint is a folder (with model.safetensors): "
+                              f"pass the folder, e.g. runs/x/best")
+    if (path / "model.safetensors").exists() or (path / "config.json").exists():
+        return path
+    for link in ("best", "last"):
+        if (path / link).exists():
+            return (path / link).resolve()
+    raise CheckpointError(f"{path} holds no checkpoint (no best or last): train first, or pass a checkpoint folder")
+
+
+def load_config(folder: Path) -> Config:
+    try:
+        return config_from_dict(read_json(folder / "config.json"))
+    except ConfigError as e:
+        raise CheckpointError(f"{folder}/config.json does not fit this version of nmt ({e})") from None
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing: the checkpoint is incomplete, use another one")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({str(e).splitlines()[0][:80]}): "
+                              f"the checkpoint is corrupt, use another one") from None
+
+
+def load_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load model.safetensors into `model`, naming every tensor that does not fit."""
+    weights = load_tensors(folder / "model.safetensors")
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in weights]
+    problems += [f"unexpected {k}" for k in weights if k not in expected]
+    problems += [f"{k} is {tuple(weights[k].shape)} but the model has {tuple(v.shape)}"
+                 for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise CheckpointError(f"{folder} was made for another architecture: {shown}")
+    model.load_state_dict(weights)

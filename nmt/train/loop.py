@@ -1,0 +1,256 @@
+"""The training loop: bucketed batches -> loss -> clipped SGD step, with evaluation and checkpoints.
+
+One update, as in the paper:
+  1. loss = summed token cross-entropy / batch size in sentences (`loss_normalization`);
+  2. backward; s = ||g||_2; if s > 5 then g = 5 g / s;
+  3. SGD without momentum at the rate of the halving schedule for the current fractional epoch.
+The position in the data is (epoch, batch index): the sampler rebuilds an epoch's batches from
+the seed, so a resumed run sees exactly the batches the uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from nmt.config import Config, config_from_dict, apply_overrides
+from nmt.data.batching import BucketSampler, ParallelData, collate
+from nmt.data.corpus import read_lines
+from nmt.data.prepare import read_manifest, tokenizer_files
+from nmt.data.tokenizer import Tokenizer
+from nmt.decode.translate import search_ids, write_atomically
+from nmt.device import autocast, pick_device
+from nmt.errors import CheckpointError, ConfigError, DataError
+from nmt.evaluate import score
+from nmt.model import build_model
+from nmt.train import checkpoint
+from nmt.train.progress import JsonlLog, Progress
+from nmt.train.schedule import clip_gradient_norm, learning_rate
+
+
+@dataclass
+class TrainerState:
+    """Everything besides tensors that a resumed run needs; saved as trainer.json."""
+
+    step: int = 0
+    epoch: int = 0  # the epoch in progress
+    batch_in_epoch: int = 0  # batches of that epoch already trained on
+    tgt_tokens: int = 0
+    train_seconds: float = 0.0
+    best_score: Optional[float] = None  # dev BLEU, or minus dev perplexity when BLEU is off
+    best_step: Optional[int] = None
+
+
+class Trainer:
+    def __init__(self, config: Config, *, resume_from: Optional[Path] = None, stream=None):
+        self.config = config
+        t = config.train
+        self.run_dir = Path(t.run_dir)
+        self.device = pick_device(t.device)
+        prepared = Path(config.data.prepared)
+        self.manifest = read_manifest(prepared)
+        self.tokenizer_files = tokenizer_files(prepared)
+        self.tgt_tokenizer = Tokenizer(self.tokenizer_files[1])
+        self.train_data = ParallelData(prepared, "train")
+        self.valid_data = ParallelData(prepared, "valid")
+        self.valid_refs = read_lines(prepared / "valid.tgt.txt", allow_empty=True)
+
+        torch.manual_seed(t.seed)  # the initial weights depend on the seed alone, not the device
+        self.model = build_model(config.model, self.manifest["src_vocab_size"], self.manifest["tgt_vocab_size"])
+        self.model.to(self.device)
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(self.parameters, lr=t.lr)
+        self.sampler = BucketSampler(self.train_data.src_lens, self.train_data.tgt_lens, batch_size=t.batch_size,
+                                     max_tokens=t.max_tokens, pool=t.bucket_pool, seed=t.seed)
+        self.state = TrainerState()
+        if resume_from is not None:
+            self._restore(resume_from)
+        self.progress = Progress(self._planned_steps(), stream)
+        self.log = JsonlLog(self.run_dir / "log.jsonl")
+
+    # --- one update -----------------------------------------------------------------------
+    def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward, clip, SGD. Returns (summed loss, gradient norm) as device tensors."""
+        t = self.config.train
+        with autocast(self.device, t.bf16):
+            loss_sum = self.model(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out)
+        # The paper divides the gradient by the batch size in sentences (128), not by tokens.
+        divisor = batch.size if t.loss_normalization == "sentences" else batch.num_tgt_tokens
+        (loss_sum / divisor).backward()
+        norm = clip_gradient_norm(self.parameters, t.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum.detach(), norm
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> Path:
+        t = self.config.train
+        self.progress.message(f"training on {self.device}: {sum(p.numel() for p in self.parameters):,} parameters, "
+                              f"{len(self.train_data):,} training pairs, run folder {self.run_dir}")
+        loss_sum = torch.zeros((), device=self.device)  # accumulated on the device, read every log_every
+        window_tokens, window_start, stop = 0, time.time(), None
+        last_saved = self.state.step if self.state.step else None
+        while stop is None:
+            batches = self.sampler.epoch(self.state.epoch)
+            if self.state.batch_in_epoch == 0:
+                self.log.write(event="epoch", epoch=self.state.epoch, batches=len(batches),
+                               padding_fraction=round(self.sampler.padding_fraction(batches), 4))
+            for index in range(self.state.batch_in_epoch, len(batches)):
+                epoch_progress = self.state.epoch + index / len(batches)
+                if epoch_progress >= t.epochs:
+                    stop = f"trained {t.epochs} epochs"
+                    break
+                lr = learning_rate(epoch_progress, lr=t.lr, decay_start=t.decay_start_epoch,
+                                   decay_every=t.decay_every_epochs, factor=t.decay_factor)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                batch = collate(self.train_data, batches[index]).to(self.device, non_blocking=True)
+                step_loss, _ = self.train_step(batch)
+                loss_sum += step_loss
+                window_tokens += batch.num_tgt_tokens
+                self.state.step += 1
+                self.state.batch_in_epoch = index + 1
+                self.state.tgt_tokens += batch.num_tgt_tokens
+
+                if self.state.step % t.log_every == 0:
+                    elapsed = time.time() - window_start
+                    self.state.train_seconds += elapsed
+                    self._report(loss_sum.item() / window_tokens, lr, window_tokens / elapsed, epoch_progress)
+                    loss_sum.zero_()
+                    window_tokens, window_start = 0, time.time()
+                if self.state.step % t.eval_every == 0:
+                    self._evaluate_and_save()
+                    last_saved = self.state.step
+                    window_start = time.time()
+                elif self.state.step % t.save_every == 0:
+                    self._save(best=False)
+                    last_saved = self.state.step
+                stop = self._budget_spent(time.time() - window_start)
+                if stop:
+                    break
+            else:
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+        self.state.train_seconds += time.time() - window_start
+        self.progress.message(f"stopping: {stop}")
+        if last_saved != self.state.step:
+            self._evaluate_and_save()
+        return self.run_dir
+
+    def _budget_spent(self, unlogged_seconds: float) -> Optional[str]:
+        t = self.config.train
+        if t.max_steps is not None and self.state.step >= t.max_steps:
+            return f"reached train.max_steps={t.max_steps}"
+        if t.max_minutes is not None and self.state.train_seconds + unlogged_seconds >= 60 * t.max_minutes:
+            return f"reached train.max_minutes={t.max_minutes}"
+        return None
+
+    def _planned_steps(self) -> int:
+        t = self.config.train
+        steps = math.ceil(t.epochs * len(self.sampler.epoch(0)))
+        return min(steps, t.max_steps) if t.max_steps else steps
+
+    def _report(self, loss_per_token: float, lr: float, tokens_per_second: float, epoch: float) -> None:
+        self.progress.update(step=self.state.step, epoch=epoch, loss=loss_per_token, lr=lr,
+                             tokens_per_second=tokens_per_second)
+        record = dict(event="train", step=self.state.step, epoch=round(epoch, 4), lr=lr,
+                      loss=round(loss_per_token, 5), ppl=round(math.exp(min(loss_per_token, 50)), 3),
+                      tgt_tokens_per_second=round(tokens_per_second, 1))
+        if self.device.type == "cuda":
+            record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+        self.log.write(**record)
+
+    # --- evaluation and checkpoints --------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Dev perplexity over the whole valid split, and BLEU of greedy output on its first sentences."""
+        t, d = self.config.train, self.config.decode
+        self.model.eval()
+        nonempty = [i for i in range(len(self.valid_data)) if self.valid_data.src_lens[i] > 0]
+        nonempty.sort(key=lambda i: self.valid_data.src_lens[i])
+        total_loss, total_tokens = 0.0, 0
+        for start in range(0, len(nonempty), t.batch_size):
+            batch = collate(self.valid_data, nonempty[start:start + t.batch_size]).to(self.device)
+            with autocast(self.device, t.bf16):
+                total_loss += self.model(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out).item()
+            total_tokens += batch.num_tgt_tokens
+        result = {"ppl": math.exp(min(total_loss / max(total_tokens, 1), 50))}
+        count = min(t.eval_bleu_sentences, len(self.valid_data))
+        if count:
+            sources = [self.valid_data.sentence("src", i).tolist() for i in range(count)]
+            found = search_ids(self.model, sources, device=self.device, beam=1, batch_size=d.batch_size,
+                               max_len_a=d.max_len_a, max_len_b=d.max_len_b, bf16=t.bf16)
+            hypotheses = self.tgt_tokenizer.decode([h[0].tokens for h in found])
+            result["bleu"] = score(hypotheses, self.valid_refs[:count]).bleu
+        self.model.train()
+        return result
+
+    def _evaluate_and_save(self) -> None:
+        result = self.evaluate()
+        metric = result.get("bleu", -result["ppl"])
+        best = self.state.best_score is None or metric > self.state.best_score
+        if best:
+            self.state.best_score, self.state.best_step = metric, self.state.step
+        shown = f"dev ppl {result['ppl']:.2f}" + (f", dev BLEU {result['bleu']:.2f}" if "bleu" in result else "")
+        self.progress.message(f"step {self.state.step}: {shown}{' (best so far)' if best else ''}")
+        self.log.write(event="valid", step=self.state.step, **{k: round(v, 4) for k, v in result.items()})
+        self._save(best=best)
+
+    def _save(self, *, best: bool) -> None:
+        checkpoint.save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
+                                   trainer_state=dataclasses.asdict(self.state), config=self.config,
+                                   tokenizer_files=self.tokenizer_files, best=best)
+
+    def _restore(self, folder: Path) -> None:
+        meta = checkpoint.read_json(folder / "meta.json")
+        have = {Path(p).name: checkpoint.sha256(Path(p)) for p in set(self.tokenizer_files)}
+        if meta.get("tokenizers") != have:
+            raise CheckpointError(f"{folder} was trained with other tokenizers than the prepared data in "
+                                  f"{self.config.data.prepared}: set data.prepared to the folder the run started from")
+        checkpoint.load_weights(self.model, folder)
+        trainer = checkpoint.read_json(folder / "trainer.json")
+        tensors = checkpoint.load_tensors(folder / "trainer.safetensors")
+        self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, trainer.pop("optimizer")))
+        checkpoint.restore_rng(tensors)
+        self.state = TrainerState(**{f.name: trainer[f.name] for f in dataclasses.fields(TrainerState)})
+
+
+def start_run(config: Config) -> Path:
+    """Check the run folder is free and record the resolved config in it."""
+    run_dir = Path(config.train.run_dir)
+    if (run_dir / "last").exists() or (run_dir / checkpoint.CHECKPOINTS).exists():
+        raise ConfigError(f"run folder {run_dir} already holds checkpoints: continue it with "
+                          f"nmt train --resume {run_dir}, or set train.run_dir to a new folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create run folder {run_dir}: {e.strerror}") from None
+    write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return run_dir
+
+
+def train(config: Config, stream=None) -> Path:
+    start_run(config)
+    return Trainer(config, stream=stream).run()
+
+
+def resume(run_dir: Path, overrides: list[str] = (), stream=None) -> Path:
+    """Continue the run in `run_dir` from its last checkpoint, with optional config overrides."""
+    run_dir = Path(run_dir)
+    last = run_dir / "last"
+    if not run_dir.is_dir():
+        raise CheckpointError(f"cannot resume {run_dir}: no such run folder")
+    if not last.exists():
+        raise CheckpointError(f"cannot resume {run_dir}: it holds no checkpoint ({last} is missing); "
+                              f"start a new run with nmt train --config CONFIG")
+    raw = checkpoint.read_json(last / "config.json")
+    raw["train"]["run_dir"] = str(run_dir)
+    config = config_from_dict(apply_overrides(raw, list(overrides)))
+    return Trainer(config, resume_from=last.resolve(), stream=stream).run()
