@@ -111,7 +111,13 @@ _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConf
 
 
 def _closest(name: str, choices) -> str:
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    """A ' (did you mean ...?)' hint: the most similar valid key, else one that the name contains."""
+    choices = list(choices)
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if not match:
+        match = sorted((c for c in choices if len(c) >= 2 and (c in name or name in c)), key=len, reverse=True)
+    if not match:
+        match = difflib.get_close_matches(name, choices, n=1, cutoff=0.4)
     return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(choices)})"
 
 

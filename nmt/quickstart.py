@@ -16,7 +16,8 @@ import typer
 
 from nmt.config import load_config
 from nmt.data.prepare import prepare
-from nmt.decode.translate import Translator, write_atomically
+from nmt.decode.translate import Translator
+from nmt.files import write_atomically
 from nmt.errors import NmtError
 from nmt.evaluate import score
 from nmt.train.loop import train

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,6 +16,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.decode.search import Hypothesis, beam_search, greedy_search
 from nmt.device import autocast, pick_device
 from nmt.errors import CheckpointError, DataError
+from nmt.files import write_atomically
 from nmt.model import build_model
 from nmt.train import checkpoint
 
@@ -104,31 +103,6 @@ def format_output(results: list[list[tuple[str, float]]], n_best: int) -> str:
         return "".join(hyps[0][0] + "\n" for hyps in results)
     # Moses n-best format: sentence index ||| hypothesis ||| score
     return "".join(f"{i} ||| {text} ||| {score:.4f}\n" for i, hyps in enumerate(results) for text, score in hyps)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    if not path.parent.is_dir():
-        raise DataError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
-    if path.is_dir():
-        raise DataError(f"cannot write {path}: it is a folder; name a file")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"cannot write {path}: {e.strerror}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def translate_file(checkpoint_path: Path, input_path: Optional[Path], output_path: Optional[Path], *,

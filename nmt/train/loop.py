@@ -25,7 +25,8 @@ from nmt.data.batching import BucketSampler, ParallelData, collate
 from nmt.data.corpus import read_lines
 from nmt.data.prepare import read_manifest, tokenizer_files
 from nmt.data.tokenizer import Tokenizer
-from nmt.decode.translate import search_ids, write_atomically
+from nmt.decode.translate import search_ids
+from nmt.files import write_atomically
 from nmt.device import autocast, pick_device
 from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.evaluate import score

@@ -1,0 +1,167 @@
+"""Beam search and greedy search: hand-derived expectations, invariants, and a reference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from nmt.data.tokenizer import BOS, EOS
+from nmt.decode.search import beam_search, first_non_eos, greedy_search, length_normalize, top_candidates
+from nmt.model import Seq2Seq
+
+A, B, C = 4, 5, 6
+VOCAB = 7
+
+
+@dataclass
+class ScriptedState:
+    prefixes: list[tuple[int, ...]]
+
+    def select(self, indices):
+        return ScriptedState([self.prefixes[i] for i in indices.tolist()])
+
+
+class ScriptedDecoder:
+    """A 'model' whose next-token probabilities are written by hand, keyed by the prefix so far.
+
+    A prefix missing from the table ends the sentence with certainty.
+    """
+
+    def __init__(self, table):
+        self.table = table
+
+    def encode(self, src, src_lens):
+        return ScriptedState([() for _ in range(src.size(0))])
+
+    def decode_step(self, prev, state):
+        prefixes = [p if t == BOS else p + (t,) for p, t in zip(state.prefixes, prev.tolist())]
+        log_probs = torch.full((len(prefixes), VOCAB), -math.inf)
+        for row, prefix in enumerate(prefixes):
+            for token, p in self.table.get(prefix, {EOS: 1.0}).items():
+                log_probs[row, token] = math.log(p)
+        return log_probs, ScriptedState(prefixes)
+
+
+# Greedy follows A (0.6) -> C (0.45) -> A (0.7) -> EOS: probability 0.189.
+# Beam 2 keeps B (0.4) alive, and B EOS (0.4 * 0.9 = 0.36) wins.
+TABLE = {
+    (): {A: 0.6, B: 0.4},
+    (A,): {C: 0.45, A: 0.35, EOS: 0.2},
+    (B,): {EOS: 0.9, C: 0.1},
+    (A, C): {A: 0.7, EOS: 0.3},
+    (A, A): {EOS: 0.6, B: 0.4},
+    (A, C, A): {EOS: 1.0},
+}
+ONE_SOURCE = (torch.tensor([[A]]), torch.tensor([1]))
+
+
+def test_scripted_greedy_follows_the_locally_best_token():
+    assert greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=10) == [[A, C, A]]
+
+
+def test_scripted_beam_two_finds_the_better_sentence_with_hand_derived_scores():
+    # Step 1: A .6, B .4 alive. Step 2: candidates B-EOS .36, AC .27, AA .21, A-EOS .12:
+    #   B-EOS (rank 0) finishes; AC and AA continue.
+    # Step 3: ACA .189, AA-EOS .126, AAB .084, AC-EOS .081: AA-EOS (rank 1) finishes -> 2 done.
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2)
+    assert [h.tokens for h in hyps] == [[B], [A, A]]
+    assert hyps[0].log_prob == pytest.approx(math.log(0.36), abs=1e-6)
+    assert hyps[1].log_prob == pytest.approx(math.log(0.6 * 0.35 * 0.6), abs=1e-6)
+
+
+def test_scripted_beam_one_equals_greedy():
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=1, max_len_a=0, max_len_b=10)
+    assert hyps[0].tokens == [A, C, A]
+    assert hyps[0].log_prob == pytest.approx(math.log(0.6 * 0.45 * 0.7), abs=1e-6)
+
+
+def test_length_penalty_divides_by_length_with_eos():
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10,
+                         length_penalty=1.0, n_best=2)
+    assert hyps[0].rank_score == pytest.approx(math.log(0.36) / 2, abs=1e-6)
+    assert hyps[1].rank_score == pytest.approx(math.log(0.126) / 3, abs=1e-6)
+
+
+def test_length_limit_forces_eos():
+    # With room for 2 tokens (EOS included) greedy must stop after one real token.
+    assert greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=2) == [[A]]
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=2, n_best=2)
+    # B EOS (.36) finishes on its own at step 2; A is forced to end: A EOS = .6 * .2.
+    assert [h.tokens for h in hyps] == [[B], [A]]
+    assert hyps[1].log_prob == pytest.approx(math.log(0.12), abs=1e-6)
+
+
+def test_top_candidates_and_first_non_eos_helpers():
+    scores = torch.tensor([[[0.0, -1.0, -5.0, -0.5], [-0.25, -3.0, -4.0, -6.0]]])  # (1, K=2, V=4)
+    best, beams, tokens = top_candidates(scores, beam=2)
+    assert best.tolist() == [[0.0, -0.25, -0.5, -1.0]]
+    assert beams.tolist() == [[0, 1, 0, 0]] and tokens.tolist() == [[0, 0, 3, 1]]
+    assert first_non_eos(torch.tensor([[EOS, 7, EOS, 9]]), beam=2).tolist() == [[1, 3]]
+    assert length_normalize(-6.0, 3, 0.0) == -6.0 and length_normalize(-6.0, 3, 1.0) == -2.0
+
+
+# --- small random models -------------------------------------------------------------------
+
+def random_model(seed: int, vocab: int = 11) -> Seq2Seq:
+    torch.manual_seed(seed)
+    # A wide init makes the distributions peaked, so the search makes real choices.
+    return Seq2Seq(src_vocab_size=vocab, tgt_vocab_size=vocab, embed=6, hidden=8, layers=2,
+                   init_range=1.0).eval()
+
+
+def random_batch(seed: int, vocab: int = 11, size: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, 7, (size,), generator=g)
+    src = torch.zeros(size, int(lens.max()), dtype=torch.long)
+    for i, n in enumerate(lens.tolist()):
+        src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
+    return src, lens
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_one_equals_greedy_on_random_models(seed):
+    model, (src, lens) = random_model(seed), random_batch(seed)
+    greedy = greedy_search(model, src, lens, max_len_a=1.0, max_len_b=3)
+    beam = beam_search(model, src, lens, beam=1, max_len_a=1.0, max_len_b=3)
+    assert [h[0].tokens for h in beam] == greedy
+
+
+def reference_beam(model, src_tokens: list[int], *, beam: int, max_len: int, alpha: float):
+    """One sentence, one hypothesis at a time, candidates in a plain sorted list."""
+    state = model.encode(torch.tensor([src_tokens]), torch.tensor([len(src_tokens)]))
+    alive = [([], torch.tensor(0.0), state)]
+    finished = []
+    for t in range(max_len):
+        candidates = []
+        for tokens, score, hyp_state in alive:
+            prev = torch.tensor([tokens[-1] if tokens else BOS])
+            log_probs, next_state = model.decode_step(prev, hyp_state)
+            allowed = [EOS] if t + 1 >= max_len else range(log_probs.size(1))
+            candidates += [(score + log_probs[0, token], tokens + [token], next_state) for token in allowed]
+        candidates.sort(key=lambda c: -float(c[0]))
+        alive = []
+        for rank, (score, tokens, next_state) in enumerate(candidates[:2 * beam]):
+            if tokens[-1] == EOS:
+                if rank < beam and len(finished) < beam:
+                    finished.append((length_normalize(float(score), len(tokens), alpha), tokens[:-1], float(score)))
+            elif len(alive) < beam:
+                alive.append((tokens, score, next_state))
+        if len(finished) >= beam:
+            break
+    return sorted(finished, key=lambda f: -f[0])
+
+
+@pytest.mark.parametrize("seed,beam,alpha", [(0, 2, 0.0), (1, 3, 0.0), (2, 4, 1.0), (3, 5, 0.6), (4, 3, 1.0)])
+def test_batched_beam_agrees_with_unbatched_reference(seed, beam, alpha):
+    model, (src, lens) = random_model(seed), random_batch(seed + 100)
+    with torch.no_grad():
+        batched = beam_search(model, src, lens, beam=beam, max_len_a=1.0, max_len_b=2, length_penalty=alpha,
+                              n_best=beam)
+        for row, hyps in enumerate(batched):
+            n = int(lens[row])
+            expected = reference_beam(model, src[row, :n].tolist(), beam=beam, max_len=n + 2, alpha=alpha)
+            assert [h.tokens for h in hyps] == [e[1] for e in expected]
+            assert [h.log_prob for h in hyps] == pytest.approx([e[2] for e in expected], abs=1e-5)
