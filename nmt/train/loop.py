@@ -112,7 +112,10 @@ class Trainer:
                                    decay_every=t.decay_every_epochs, factor=t.decay_factor)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                batch = collate(self.train_data, batches[index]).to(self.device, non_blocking=True)
+                batch = collate(self.train_data, batches[index])
+                if self.device.type == "cuda":  # pinned memory lets the copy overlap the previous step
+                    batch = batch.pin_memory()
+                batch = batch.to(self.device, non_blocking=True)
                 step_loss, _ = self.train_step(batch)
                 loss_sum += step_loss
                 window_tokens += batch.num_tgt_tokens
