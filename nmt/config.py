@@ -73,6 +73,7 @@ class TrainConfig:
     # The paper divides the summed gradient by the batch size (128 sentences).
     loss_normalization: Literal["sentences", "tokens"] = "sentences"
     clip_norm: float = 5.0
+    max_nonfinite_in_a_row: int = 10  # stop after this many NaN/inf updates in a row (each is skipped)
     max_steps: Optional[int] = None  # stop early after this many updates
     max_minutes: Optional[float] = None  # stop early after this much wall time
     log_every: int = 50
@@ -246,7 +247,8 @@ def validate(config: Config) -> None:
                        ("data.max_len", d.max_len), ("model.layers", m.layers), ("model.hidden", m.hidden),
                        ("model.embed", m.embed), ("train.batch_size", t.batch_size), ("train.log_every", t.log_every),
                        ("train.eval_every", t.eval_every), ("train.save_every", t.save_every),
-                       ("train.bucket_pool", t.bucket_pool), ("decode.beam", dec.beam),
+                       ("train.bucket_pool", t.bucket_pool),
+                       ("train.max_nonfinite_in_a_row", t.max_nonfinite_in_a_row), ("decode.beam", dec.beam),
                        ("decode.batch_size", dec.batch_size), ("decode.n_best", dec.n_best)]:
         _require(value > 0, f"config key '{key}' must be positive, got {value}")
     _require(d.src_vocab_size >= 8 and d.tgt_vocab_size >= 8, "data vocabulary sizes must be at least 8 (4 special tokens and some pieces)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,46 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.decode.translate import search_ids
 from nmt.files import write_atomically
 from nmt.device import autocast, pick_device
-from nmt.errors import CheckpointError, ConfigError, DataError
+from nmt.errors import CheckpointError, ConfigError, DataError, NmtError, TrainingError
 from nmt.evaluate import score
 from nmt.model import build_model
 from nmt.train import checkpoint
 from nmt.train.progress import JsonlLog, Progress
 from nmt.train.schedule import clip_gradient_norm, learning_rate
+
+
+class TrainingInterrupted(NmtError):
+    """SIGINT or SIGTERM: a checkpoint was saved; the exit code is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Window:
+    """Loss and token counts since the last report; the loss stays on the device until read."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.tokens = 0
+        self.restart_clock()
+
+    def add(self, loss: torch.Tensor, tokens: int) -> None:
+        self.loss += loss
+        self.tokens += tokens
+
+    def take(self) -> tuple[float, int]:
+        loss, tokens = self.loss.item(), self.tokens
+        self.loss.zero_()
+        self.tokens = 0
+        self.restart_clock()
+        return loss, tokens
+
+    def seconds(self) -> float:
+        return time.time() - self.started
+
+    def restart_clock(self) -> None:
+        self.started = time.time()
 
 
 @dataclass
@@ -47,6 +83,8 @@ class TrainerState:
     train_seconds: float = 0.0
     best_score: Optional[float] = None  # dev BLEU, or minus dev perplexity when BLEU is off
     best_step: Optional[int] = None
+    nonfinite_steps: int = 0  # updates skipped because the loss or gradient was NaN or inf
+    oom_steps: int = 0  # batches skipped because they did not fit in GPU memory
 
 
 class Trainer:
@@ -67,7 +105,12 @@ class Trainer:
         self.model = build_model(config.model, self.manifest["src_vocab_size"], self.manifest["tgt_vocab_size"])
         self.model.to(self.device)
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(self.parameters, lr=t.lr)
+        # The fused SGD step reads `found_inf` (the protocol torch's GradScaler uses) and skips the
+        # update on the device when it is set: no host round trip to check every step.
+        self.optimizer = torch.optim.SGD(self.parameters, lr=t.lr, fused=True)
+        self.nonfinite_in_a_row = torch.zeros((), dtype=torch.long, device=self.device)
+        self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
+        self.stop_signal: Optional[int] = None
         self.sampler = BucketSampler(self.train_data.src_lens, self.train_data.tgt_lens, batch_size=t.batch_size,
                                      max_tokens=t.max_tokens, pool=t.bucket_pool, seed=t.seed)
         self.state = TrainerState()
@@ -78,7 +121,11 @@ class Trainer:
 
     # --- one update -----------------------------------------------------------------------
     def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward, clip, SGD. Returns (summed loss, gradient norm) as device tensors."""
+        """Forward, backward, clip, SGD. Returns (summed loss, gradient norm) as device tensors.
+
+        A NaN or inf in the loss or the gradient skips the update (the weights stay as they were)
+        and is counted on the device; `_check_nonfinite` reads the count every few steps.
+        """
         t = self.config.train
         with autocast(self.device, t.bf16):
             loss_sum = self.model(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out)
@@ -86,73 +133,135 @@ class Trainer:
         divisor = batch.size if t.loss_normalization == "sentences" else batch.num_tgt_tokens
         (loss_sum / divisor).backward()
         norm = clip_gradient_norm(self.parameters, t.clip_norm)
+        bad = ~(torch.isfinite(norm) & torch.isfinite(loss_sum.detach()))
+        self.optimizer.found_inf = bad.float()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum.detach(), norm
+        self.nonfinite_in_a_row.mul_(bad).add_(bad.long())  # reset on a good step
+        self.nonfinite_total.add_(bad.long())
+        return torch.where(bad, 0.0, loss_sum.detach()), norm
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Path:
-        t = self.config.train
+        """Train until the epochs or a budget run out; SIGINT/SIGTERM save a checkpoint first."""
         self.progress.message(f"training on {self.device}: {sum(p.numel() for p in self.parameters):,} parameters, "
                               f"{len(self.train_data):,} training pairs, run folder {self.run_dir}")
-        loss_sum = torch.zeros((), device=self.device)  # accumulated on the device, read every log_every
-        window_tokens, window_start, stop = 0, time.time(), None
-        last_saved = self.state.step if self.state.step else None
-        while stop is None:
+        previous = self._catch_signals()
+        try:
+            stop = self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        self.state.train_seconds += self._window.seconds()
+        self.progress.message(f"stopping: {stop}")
+        if self._last_saved != self.state.step:
+            self._evaluate_and_save()
+        if self.stop_signal is not None:
+            name = signal.Signals(self.stop_signal).name
+            raise TrainingInterrupted(f"{name}: saved a checkpoint at step {self.state.step}; "
+                                      f"continue with nmt train --resume {self.run_dir}", 128 + self.stop_signal)
+        return self.run_dir
+
+    def _loop(self) -> str:
+        t = self.config.train
+        self._last_saved = self.state.step if self.state.step else None
+        self._window = Window(self.device)
+        while True:
             batches = self.sampler.epoch(self.state.epoch)
             if self.state.batch_in_epoch == 0:
+                padding = self.sampler.padding_fraction(batches)
                 self.log.write(event="epoch", epoch=self.state.epoch, batches=len(batches),
-                               padding_fraction=round(self.sampler.padding_fraction(batches), 4))
+                               padding_fraction=round(padding, 4))
+                self.progress.message(f"epoch {self.state.epoch}: {len(batches)} batches, "
+                                      f"{100 * padding:.1f}% of the batch positions are padding")
             for index in range(self.state.batch_in_epoch, len(batches)):
                 epoch_progress = self.state.epoch + index / len(batches)
                 if epoch_progress >= t.epochs:
-                    stop = f"trained {t.epochs} epochs"
-                    break
-                lr = learning_rate(epoch_progress, lr=t.lr, decay_start=t.decay_start_epoch,
-                                   decay_every=t.decay_every_epochs, factor=t.decay_factor)
+                    return f"trained {t.epochs} epochs"
+                self._lr = learning_rate(epoch_progress, lr=t.lr, decay_start=t.decay_start_epoch,
+                                         decay_every=t.decay_every_epochs, factor=t.decay_factor)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                batch = collate(self.train_data, batches[index])
-                if self.device.type == "cuda":  # pinned memory lets the copy overlap the previous step
-                    batch = batch.pin_memory()
-                batch = batch.to(self.device, non_blocking=True)
-                step_loss, _ = self.train_step(batch)
-                loss_sum += step_loss
-                window_tokens += batch.num_tgt_tokens
+                    group["lr"] = self._lr
+                self._step_on(batches[index])
                 self.state.step += 1
                 self.state.batch_in_epoch = index + 1
-                self.state.tgt_tokens += batch.num_tgt_tokens
-
-                if self.state.step % t.log_every == 0:
-                    elapsed = time.time() - window_start
-                    self.state.train_seconds += elapsed
-                    self._report(loss_sum.item() / window_tokens, lr, window_tokens / elapsed, epoch_progress)
-                    loss_sum.zero_()
-                    window_tokens, window_start = 0, time.time()
-                if self.state.step % t.eval_every == 0:
-                    self._evaluate_and_save()
-                    last_saved = self.state.step
-                    window_start = time.time()
-                elif self.state.step % t.save_every == 0:
-                    self._save(best=False)
-                    last_saved = self.state.step
-                stop = self._budget_spent(time.time() - window_start)
+                self._after_step(epoch_progress)
+                stop = self._budget_spent()
                 if stop:
-                    break
-            else:
-                self.state.epoch += 1
-                self.state.batch_in_epoch = 0
-        self.state.train_seconds += time.time() - window_start
-        self.progress.message(f"stopping: {stop}")
-        if last_saved != self.state.step:
-            self._evaluate_and_save()
-        return self.run_dir
+                    return stop
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
 
-    def _budget_spent(self, unlogged_seconds: float) -> Optional[str]:
+    def _step_on(self, indices) -> None:
+        """Collate, copy to the device and train on one batch; a batch that runs out of GPU memory is skipped."""
+        batch = collate(self.train_data, indices)
+        if self.device.type == "cuda":  # pinned memory lets the copy overlap the previous step
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True)
+        try:
+            step_loss, _ = self.train_step(batch)
+        except torch.OutOfMemoryError:
+            # Skip, rather than split: the batch's sentences come back next epoch, and the step
+            # count (and so the schedule and resume position) stays the same as without the error.
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            self.state.oom_steps += 1
+            self.progress.message(f"warning: step {self.state.step + 1} skipped: a batch of {batch.size} sentences "
+                                  f"x {batch.tgt_in.size(1)} target tokens did not fit in GPU memory "
+                                  f"({self.state.oom_steps} skipped so far; lower train.batch_size or data.max_len)")
+            return
+        self._window.add(step_loss, batch.num_tgt_tokens)
+        self.state.tgt_tokens += batch.num_tgt_tokens
+
+    def _after_step(self, epoch_progress: float) -> None:
         t = self.config.train
+        step = self.state.step
+        if step % t.log_every == 0 or step % t.max_nonfinite_in_a_row == 0:
+            self._check_nonfinite()
+        if step % t.log_every == 0:
+            seconds = self._window.seconds()
+            self.state.train_seconds += seconds
+            loss, tokens = self._window.take()
+            self._report(loss / max(tokens, 1), self._lr, tokens / max(seconds, 1e-9), epoch_progress)
+        if step % t.eval_every == 0:
+            self._evaluate_and_save()
+            self._window.restart_clock()
+        elif step % t.save_every == 0 or self.stop_signal is not None:
+            self._save(best=False)
+
+    def _check_nonfinite(self) -> None:
+        """Read the device counters; stop before a diverged model is trained on any further."""
+        t = self.config.train
+        in_a_row, total = int(self.nonfinite_in_a_row), int(self.nonfinite_total)
+        if total > self.state.nonfinite_steps:
+            self.progress.message(f"warning: {total - self.state.nonfinite_steps} update(s) skipped for a NaN or "
+                                  f"inf loss or gradient by step {self.state.step}")
+        self.state.nonfinite_steps = total
+        if in_a_row >= t.max_nonfinite_in_a_row:
+            raise TrainingError(f"{in_a_row} updates in a row had a NaN or inf loss or gradient at step "
+                                f"{self.state.step}; the weights were not touched by them and the last good "
+                                f"checkpoint is {self.run_dir / 'last'}: lower train.lr, check the data, then "
+                                f"nmt train --resume {self.run_dir}")
+
+    def _catch_signals(self) -> dict:
+        """SIGINT and SIGTERM end the run after the current step, with a checkpoint."""
+        def handler(signum, frame):
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stays
+            self.stop_signal = signum
+            self.progress.message(f"received {signal.Signals(signum).name}: saving a checkpoint after this step")
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def _budget_spent(self) -> Optional[str]:
+        t = self.config.train
+        if self.stop_signal is not None:
+            return f"received {signal.Signals(self.stop_signal).name}"
         if t.max_steps is not None and self.state.step >= t.max_steps:
             return f"reached train.max_steps={t.max_steps}"
-        if t.max_minutes is not None and self.state.train_seconds + unlogged_seconds >= 60 * t.max_minutes:
+        if t.max_minutes is not None and self.state.train_seconds + self._window.seconds() >= 60 * t.max_minutes:
             return f"reached train.max_minutes={t.max_minutes}"
         return None
 
@@ -208,6 +317,7 @@ class Trainer:
         self._save(best=best)
 
     def _save(self, *, best: bool) -> None:
+        self._last_saved = self.state.step
         checkpoint.save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
                                    trainer_state=dataclasses.asdict(self.state), config=self.config,
                                    tokenizer_files=self.tokenizer_files, best=best)
@@ -229,7 +339,7 @@ class Trainer:
 def start_run(config: Config) -> Path:
     """Check the run folder is free and record the resolved config in it."""
     run_dir = Path(config.train.run_dir)
-    if (run_dir / "last").exists() or (run_dir / checkpoint.CHECKPOINTS).exists():
+    if (run_dir / "last").exists():
         raise ConfigError(f"run folder {run_dir} already holds checkpoints: continue it with "
                           f"nmt train --resume {run_dir}, or set train.run_dir to a new folder")
     try:
