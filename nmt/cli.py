@@ -74,7 +74,8 @@ def preprocess(
              "max_len": max_len, "max_len_ratio": max_len_ratio, "prepared": str(out) if out else None}
     flag_overrides = [f"data.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, list(overrides) + flag_overrides)
-    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite, log=lambda m: typer.echo(m, err=True))
+    # Progress goes to stdout with the summary: stderr holds nothing but an error, on one line.
+    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite, log=typer.echo)
     typer.echo(f"wrote {cfg.data.prepared}: vocabularies {manifest['src_vocab_size']} / {manifest['tgt_vocab_size']}")
 
 
@@ -87,17 +88,21 @@ def train_command(
 ):
     """Train a model; checkpoints, config and log.jsonl go to train.run_dir."""
     from nmt.config import load_config
-    from nmt.train.loop import resume as resume_run
-    from nmt.train.loop import train
 
+    # nmt.train.loop imports torch (a second or more): check the arguments and the config first.
     if resume is not None:
         if config is not None:
             raise NmtError("--resume takes the config from the checkpoint: drop --config (use --set to change values)")
+        from nmt.train.loop import resume as resume_run
+
         run_dir = resume_run(resume, overrides)
     else:
         if config is None:
             raise NmtError("nmt train needs --config CONFIG (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
-        run_dir = train(load_config(config, overrides))
+        cfg = load_config(config, overrides)
+        from nmt.train.loop import train
+
+        run_dir = train(cfg)
     typer.echo(f"done: checkpoints in {run_dir} (best: {run_dir / 'best'})")
 
 
@@ -116,13 +121,13 @@ def translate(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
 ):
     """Translate raw text, one output line per input line, in input order."""
-    from nmt.decode.translate import translate_file
-    from nmt.train.checkpoint import load_config, resolve
-
     for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best)):
         _positive(name, value)
     if length_penalty is not None and length_penalty < 0:
         raise NmtError(f"--length-penalty must be 0 or more, got {length_penalty}")
+    from nmt.decode.translate import translate_file  # imports torch: after the cheap checks
+    from nmt.train.checkpoint import load_config, resolve
+
     decode = load_config(resolve(checkpoint)).decode
     beam = beam or max(decode.beam, n_best)
     if n_best > beam:

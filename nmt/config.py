@@ -216,12 +216,19 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     raw: Any = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder: pass a YAML file, e.g. configs/quickstart.yaml")
         if not path.is_file():
             raise ConfigError(f"config file {path} not found: pass an existing YAML file, e.g. configs/quickstart.yaml")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text: save it as UTF-8") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{where} ({problem}): fix the syntax there") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping with the sections data, model, train, decode")
     return config_from_dict(apply_overrides(raw, list(overrides)))

@@ -72,7 +72,8 @@ class Tokenizer:
         try:
             self.processor.LoadFromSerializedProto(data)
         except Exception:  # sentencepiece raises several types for a bad proto
-            raise CheckpointError(f"tokenizer model {path} is corrupt: re-run nmt preprocess or copy it again") from None
+            raise CheckpointError(f"tokenizer model {path} is corrupt: restore it from the checkpoint or "
+                                  f"prepared-data folder it came from") from None
         if self.processor.pad_id() != PAD or self.processor.eos_id() != EOS or self.processor.bos_id() != BOS:
             raise CheckpointError(f"tokenizer model {path} was not made by nmt preprocess (its special ids differ)")
 

@@ -64,7 +64,7 @@ class Translator:
         config = checkpoint.load_config(folder)
         src_file, tgt_file = tokenizer_files(folder)
         src_tok, tgt_tok = Tokenizer(src_file), Tokenizer(tgt_file)
-        meta = checkpoint.read_json(folder / "meta.json")
+        meta = checkpoint.read_meta(folder)
         for tok in {src_tok.path: src_tok, tgt_tok.path: tgt_tok}.values():
             recorded = meta.get("tokenizers", {}).get(tok.path.name)
             if recorded != tok.checksum:
@@ -94,7 +94,7 @@ class Translator:
 
 def read_input(path: Optional[Path]) -> list[str]:
     if path is not None:
-        return read_lines(path)
+        return read_lines(path, allow_empty=True)  # an empty file translates to an empty file
     return [clean_line(line) for line in split_lines(decode_utf8(sys.stdin.buffer.read(), "<stdin>"))]
 
 

@@ -29,6 +29,7 @@ from nmt.config import Config, config_from_dict
 from nmt.errors import CheckpointError, ConfigError, TrainingError
 
 CHECKPOINTS = "checkpoints"
+FORMAT = 1  # bump when the layout changes; loading refuses formats it does not know
 FILES = ("model.safetensors", "trainer.safetensors", "trainer.json", "config.json", "meta.json")
 
 
@@ -119,6 +120,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
         for name, source in zip(names, (src_model, tgt_model)):
             shutil.copyfile(source, tmp / name)
         write_json(tmp / "meta.json", {
+            "format": FORMAT,
             "nmt_version": nmt.__version__,
             "tokenizers": {name: sha256(tmp / name) for name in names},
             "weights_sha256": sha256(tmp / "model.safetensors"),
@@ -171,6 +173,16 @@ def resolve(path: str | Path) -> Path:
         if (path / link).exists():
             return (path / link).resolve()
     raise CheckpointError(f"{path} holds no checkpoint (no best or last): train first, or pass a checkpoint folder")
+
+
+def read_meta(folder: Path) -> dict:
+    """meta.json, after checking that this version of nmt can read the checkpoint."""
+    meta = read_json(folder / "meta.json")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{folder} was written by nmt {meta.get('nmt_version', '?')} in checkpoint format "
+                              f"{meta.get('format')}; this nmt {nmt.__version__} reads format {FORMAT}: "
+                              f"use a matching version of nmt")
+    return meta
 
 
 def load_config(folder: Path) -> Config:

@@ -323,7 +323,7 @@ class Trainer:
                                    tokenizer_files=self.tokenizer_files, best=best)
 
     def _restore(self, folder: Path) -> None:
-        meta = checkpoint.read_json(folder / "meta.json")
+        meta = checkpoint.read_meta(folder)
         have = {Path(p).name: checkpoint.sha256(Path(p)) for p in set(self.tokenizer_files)}
         if meta.get("tokenizers") != have:
             raise CheckpointError(f"{folder} was trained with other tokenizers than the prepared data in "
@@ -351,6 +351,7 @@ def start_run(config: Config) -> Path:
 
 
 def train(config: Config, stream=None) -> Path:
+    read_manifest(config.data.prepared)  # fail on missing data before the run folder is made
     start_run(config)
     return Trainer(config, stream=stream).run()
 
@@ -360,11 +361,18 @@ def resume(run_dir: Path, overrides: list[str] = (), stream=None) -> Path:
     run_dir = Path(run_dir)
     last = run_dir / "last"
     if not run_dir.is_dir():
-        raise CheckpointError(f"cannot resume {run_dir}: no such run folder")
+        raise CheckpointError(f"cannot resume {run_dir}: no such run folder; check the path, "
+                              f"or start a new run with nmt train --config CONFIG")
     if not last.exists():
         raise CheckpointError(f"cannot resume {run_dir}: it holds no checkpoint ({last} is missing); "
                               f"start a new run with nmt train --config CONFIG")
     raw = checkpoint.read_json(last / "config.json")
     raw["train"]["run_dir"] = str(run_dir)
     config = config_from_dict(apply_overrides(raw, list(overrides)))
+    trained = checkpoint.load_config(last).model
+    changed = [f"model.{k}={v!r} (trained with {getattr(trained, k)!r})"
+               for k, v in dataclasses.asdict(config.model).items() if getattr(trained, k) != v]
+    if changed:
+        raise CheckpointError(f"cannot resume {run_dir} with another architecture: {', '.join(changed)}; "
+                              f"the model section cannot change on resume, start a new run instead")
     return Trainer(config, resume_from=last.resolve(), stream=stream).run()
