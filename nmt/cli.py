@@ -109,7 +109,9 @@ def train_command(
 @app.command()
 @user_errors
 def translate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="Checkpoint folder, or a run folder (uses best)."),
+    checkpoints: List[Path] = typer.Option(..., "--checkpoint", "-m",
+                                           help="Checkpoint folder, or a run folder (uses best); "
+                                                "repeat it to translate with an ensemble."),
     input: Optional[Path] = typer.Argument(None, help="Raw text, one sentence per line [stdin]."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [stdout]."),
     beam: Optional[int] = typer.Option(None, help="Beam size; 1 is greedy [decode.beam]."),
@@ -128,11 +130,11 @@ def translate(
     from nmt.decode.translate import translate_file  # imports torch: after the cheap checks
     from nmt.train.checkpoint import load_config, resolve
 
-    decode = load_config(resolve(checkpoint)).decode
+    decode = load_config(resolve(checkpoints[0])).decode
     beam = beam or max(decode.beam, n_best)
     if n_best > beam:
         raise NmtError(f"--n-best {n_best} cannot exceed --beam {beam}")
-    translate_file(checkpoint, input, output, beam=beam, batch_size=batch_size or decode.batch_size, n_best=n_best,
+    translate_file(checkpoints, input, output, beam=beam, batch_size=batch_size or decode.batch_size, n_best=n_best,
                    length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b, device=device)
 
 

@@ -47,12 +47,22 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: Literal["lstm"] = "lstm"
+    cell: Literal["lstm", "gru"] = "lstm"
     layers: int = 4
     hidden: int = 1000
     embed: int = 1000
     reverse_source: bool = True  # the paper's biggest single gain
     init_range: float = 0.08  # uniform in [-init_range, init_range]
+    # Later additions (Luong et al. 2015 and after), all off in the paper's model:
+    bidirectional: bool = False  # encoder layers read both ways (hidden/2 per direction)
+    bridge: bool = False  # a learned layer from the encoder's final state to the decoder's initial one
+    attention: Literal["none", "dot", "general", "concat", "additive"] = "none"
+    input_feeding: bool = False  # feed the previous attentional vector back into the decoder
+    dropout: float = 0.0  # between layers and before the softmax
+    embed_dropout: float = 0.0  # on the source and target embeddings
+    variational_dropout: bool = False  # one dropout mask per sequence, reused at every time step
+    residual: bool = False  # layers 2.. add their input to their output
+    tie_embeddings: bool = False  # the softmax reuses the target embedding matrix (needs embed == hidden)
 
 
 @dataclass(frozen=True)
@@ -61,26 +71,36 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     bf16: bool = True  # autocast to bfloat16 on CUDA; ignored on CPU
-    optimizer: Literal["sgd"] = "sgd"
+    optimizer: Literal["sgd", "adam"] = "sgd"  # the paper: SGD without momentum
     lr: float = 0.7
+    adam_betas: tuple[float, ...] = (0.9, 0.999)
+    # Learning-rate schedule: "halving" is the paper's (constant, then halved every
+    # decay_every_epochs from decay_start_epoch on); "plateau" multiplies the rate by
+    # decay_factor whenever the dev score has not improved for plateau_patience evaluations.
+    schedule: Literal["halving", "plateau"] = "halving"
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over this many updates
     epochs: float = 7.5
-    decay_start_epoch: float = 5.0  # halve the rate from here on ...
-    decay_every_epochs: float = 0.5  # ... every this many epochs
+    decay_start_epoch: float = 5.0
+    decay_every_epochs: float = 0.5
     decay_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 0.0  # the plateau schedule never goes below this
     batch_size: int = 128  # sentences per batch
     max_tokens: Optional[int] = None  # if set, batches hold up to this many padded tokens
     bucket_pool: int = 100  # sort this many batches' worth of sentences by length at a time
     # The paper divides the summed gradient by the batch size (128 sentences).
     loss_normalization: Literal["sentences", "tokens"] = "sentences"
+    label_smoothing: float = 0.0
     clip_norm: float = 5.0
     max_nonfinite_in_a_row: int = 10  # stop after this many NaN/inf updates in a row (each is skipped)
     max_steps: Optional[int] = None  # stop early after this many updates
-    max_minutes: Optional[float] = None  # stop early after this much wall time
+    max_minutes: Optional[float] = None  # stop early after this much training time
+    early_stopping_patience: Optional[int] = None  # stop after this many evaluations without a better dev score
+    keep_best: int = 1  # checkpoints kept besides `last`, best dev scores first
     log_every: int = 50
     eval_every: int = 1000
     save_every: int = 1000
-    eval_bleu_sentences: int = 500  # dev sentences decoded greedily for BLEU at each eval
-    num_workers: int = 0
+    eval_bleu_sentences: int = 500  # dev sentences decoded greedily for BLEU at each eval (0: rank by perplexity)
 
 
 @dataclass(frozen=True)
@@ -101,7 +121,9 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain dicts and lists (tuples become lists), for JSON and YAML."""
+        return dataclasses.asdict(self, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v
+                                                                    for k, v in items})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -272,8 +294,23 @@ def validate(config: Config) -> None:
     _require(t.max_steps is None or t.max_steps > 0, "config key 'train.max_steps' must be positive")
     _require(t.max_minutes is None or t.max_minutes > 0, "config key 'train.max_minutes' must be positive")
     _require(t.eval_bleu_sentences >= 0, "config key 'train.eval_bleu_sentences' must be 0 or more")
-    _require(t.num_workers >= 0, "config key 'train.num_workers' must be 0 or more")
     _require(dec.n_best <= dec.beam, f"decode.n_best ({dec.n_best}) cannot exceed decode.beam ({dec.beam})")
     _require(dec.max_len_a >= 0 and dec.max_len_b >= 0, "decode.max_len_a and decode.max_len_b must be 0 or more")
     _require(dec.max_len_a > 0 or dec.max_len_b > 0, "decode.max_len_a and decode.max_len_b cannot both be 0")
     _require(dec.length_penalty >= 0, "config key 'decode.length_penalty' must be 0 or more")
+    for key, value in [("model.dropout", m.dropout), ("model.embed_dropout", m.embed_dropout),
+                       ("train.label_smoothing", t.label_smoothing)]:
+        _require(0 <= value < 1, f"config key '{key}' must be in [0, 1), got {value}")
+    _require(not m.input_feeding or m.attention in ("dot", "general", "concat"),
+             "model.input_feeding needs Luong attention: set model.attention to dot, general or concat")
+    _require(not m.bidirectional or m.hidden % 2 == 0,
+             f"a bidirectional encoder splits model.hidden in two: make it even, got {m.hidden}")
+    _require(not m.tie_embeddings or m.embed == m.hidden,
+             f"model.tie_embeddings needs model.embed == model.hidden, got {m.embed} and {m.hidden}")
+    _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
+             "config key 'train.adam_betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+    _require(t.warmup_steps >= 0, "config key 'train.warmup_steps' must be 0 or more")
+    _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
+    _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")
+    _require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
+             "config key 'train.early_stopping_patience' must be positive")

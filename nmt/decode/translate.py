@@ -18,6 +18,7 @@ from nmt.device import autocast, pick_device
 from nmt.errors import CheckpointError, DataError
 from nmt.files import write_atomically
 from nmt.model import build_model
+from nmt.model.ensemble import Ensemble
 from nmt.train import checkpoint
 
 
@@ -50,30 +51,40 @@ def search_ids(model, sequences: Sequence[Sequence[int]], *, device: torch.devic
 
 @dataclass
 class Translator:
-    """A trained model with its tokenizers, rebuilt from a checkpoint folder alone."""
+    """A trained model (or an ensemble) with its tokenizers, rebuilt from checkpoint folders alone."""
 
-    model: torch.nn.Module
+    model: object  # a Seq2Seq, or an Ensemble of them
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
     config: object
     device: torch.device
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> "Translator":
-        folder = checkpoint.resolve(path)
-        config = checkpoint.load_config(folder)
-        src_file, tgt_file = tokenizer_files(folder)
-        src_tok, tgt_tok = Tokenizer(src_file), Tokenizer(tgt_file)
-        meta = checkpoint.read_meta(folder)
-        for tok in {src_tok.path: src_tok, tgt_tok.path: tgt_tok}.values():
-            recorded = meta.get("tokenizers", {}).get(tok.path.name)
-            if recorded != tok.checksum:
-                raise CheckpointError(f"{tok.path} is not the tokenizer this model was trained with "
-                                      f"(checksum differs from meta.json): restore the checkpoint's own file")
-        model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
-        checkpoint.load_weights(model, folder)
+    def load(cls, paths, device: str = "auto") -> "Translator":
+        """One checkpoint, or several (an ensemble: all must share the first one's tokenizers)."""
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         device_ = pick_device(device)
-        return cls(model.to(device_).eval(), src_tok, tgt_tok, config, device_)
+        models, first = [], None
+        for path in paths:
+            folder = checkpoint.resolve(path)
+            config = checkpoint.load_config(folder)
+            src_file, tgt_file = tokenizer_files(folder)
+            src_tok, tgt_tok = Tokenizer(src_file), Tokenizer(tgt_file)
+            meta = checkpoint.read_meta(folder)
+            for tok in {src_tok.path: src_tok, tgt_tok.path: tgt_tok}.values():
+                if meta.get("tokenizers", {}).get(tok.path.name) != tok.checksum:
+                    raise CheckpointError(f"{tok.path} is not the tokenizer this model was trained with "
+                                          f"(checksum differs from meta.json): restore the checkpoint's own file")
+            if first is None:
+                first = (config, src_tok, tgt_tok)
+            elif (src_tok.checksum, tgt_tok.checksum) != (first[1].checksum, first[2].checksum):
+                raise CheckpointError(f"{folder} uses other tokenizers than {paths[0]}: "
+                                      f"an ensemble needs models trained on the same prepared data")
+            model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+            checkpoint.load_weights(model, folder)
+            models.append(model.to(device_).eval())
+        config, src_tok, tgt_tok = first
+        return cls(models[0] if len(models) == 1 else Ensemble(models), src_tok, tgt_tok, config, device_)
 
     def translate(self, lines: Sequence[str], *, beam: int, batch_size: int, n_best: int = 1,
                   length_penalty: Optional[float] = None, max_len_a: Optional[float] = None,
@@ -105,13 +116,13 @@ def format_output(results: list[list[tuple[str, float]]], n_best: int) -> str:
     return "".join(f"{i} ||| {text} ||| {score:.4f}\n" for i, hyps in enumerate(results) for text, score in hyps)
 
 
-def translate_file(checkpoint_path: Path, input_path: Optional[Path], output_path: Optional[Path], *,
+def translate_file(checkpoint_paths: list[Path], input_path: Optional[Path], output_path: Optional[Path], *,
                    beam: int, batch_size: int, n_best: int = 1, length_penalty: Optional[float] = None,
                    max_len_a: Optional[float] = None, max_len_b: Optional[int] = None, device: str = "auto") -> int:
     """Translate a file (or stdin) to a file (or stdout); returns the number of lines written."""
     if output_path is not None and not output_path.parent.is_dir():
         raise DataError(f"cannot write {output_path}: the folder {output_path.parent} does not exist; create it first")
-    translator = Translator.load(checkpoint_path, device)
+    translator = Translator.load(checkpoint_paths, device)
     lines = read_input(input_path)
     results = translator.translate(lines, beam=beam, batch_size=batch_size, n_best=n_best,
                                    length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b)

@@ -1,44 +1,62 @@
-"""The model of Sutskever, Vinyals & Le (2014): two deep LSTMs, no attention.
+"""The encoder-decoder of Sutskever, Vinyals & Le (2014), with the later options as switches.
 
-The encoder reads the source (reversed, by default) and its final (h, c) of every layer
+The paper's model: the encoder reads the source (reversed), its final (h, c) of every layer
 initialises the decoder, a conditional language model of the target:
-    p(y_1..y_m | x) = prod_t softmax(W h_t)[y_t],   h_t = LSTM(embed(y_{t-1}), h_{t-1})
+    p(y_1..y_m | x) = prod_t softmax(W o_t)[y_t],   o_t = h_t = LSTM(embed(y_{t-1}), h_{t-1})
+
+With attention (Luong et al. 2015) the output vector is o_t = tanh(W_c [c_t; h_t]), c_t the
+attention-weighted encoder outputs for query h_t; with input feeding o_{t-1} joins the next
+input. With `attention: additive` the query is the previous state h_{t-1} and c_t joins the
+RNN's input (Bahdanau et al. 2015).
 
 The model's API is what training and search use:
     encode(src, src_lens) -> DecoderState
     decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search
-    forward(batch) -> summed token cross-entropy               teacher forcing, for training
+    forward(src, src_lens, tgt_in, tgt_out) -> summed loss    teacher forcing, for training
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from nmt.data.tokenizer import PAD
+from nmt.model.attention import Attention
+from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 
 
 @dataclass
 class DecoderState:
-    """What the decoder carries from one step to the next; batch is dim 1 of h and c."""
+    """What the decoder carries from step to step. Batch is dim 1 of h and c, dim 0 of the rest."""
 
     h: torch.Tensor  # (layers, B, hidden)
-    c: torch.Tensor  # (layers, B, hidden)
+    c: Optional[torch.Tensor] = None  # (layers, B, hidden); None for a GRU
+    memory: Optional[torch.Tensor] = None  # (B, S, hidden) encoder outputs, for attention
+    keys: Optional[torch.Tensor] = None  # (B, S, hidden) the attention's view of memory
+    src_mask: Optional[torch.Tensor] = None  # (B, S) True at real source tokens
+    feed: Optional[torch.Tensor] = None  # (B, hidden) the previous output vector (input feeding)
 
     def select(self, indices: torch.Tensor) -> "DecoderState":
         """Keep (and reorder) batch rows: search calls this after every beam step."""
-        return DecoderState(self.h.index_select(1, indices), self.c.index_select(1, indices))
+        picked = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                picked[f.name] = value.index_select(1 if f.name in ("h", "c") else 0, indices)
+        return DecoderState(**picked)
 
 
-def reverse_padded(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def reverse_padded(tokens: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
     """Reverse each row's first `lengths[i]` tokens and leave the padding where it is.
 
     [[a, b, c, PAD], [d, e, PAD, PAD]] -> [[c, b, a, PAD], [e, d, PAD, PAD]]
     """
+    if lengths is None:  # every row full length
+        return tokens.flip(1)
     positions = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0)  # (1, S)
     lengths = lengths.to(tokens.device).unsqueeze(1)  # (B, 1)
     source_index = torch.where(positions < lengths, lengths - 1 - positions, positions)
@@ -47,15 +65,32 @@ def reverse_padded(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 class Seq2Seq(nn.Module):
     def __init__(self, *, src_vocab_size: int, tgt_vocab_size: int, embed: int, hidden: int, layers: int,
-                 reverse_source: bool = True, init_range: float = 0.08):
+                 cell: str = "lstm", reverse_source: bool = True, init_range: float = 0.08,
+                 bidirectional: bool = False, bridge: bool = False, attention: str = "none",
+                 input_feeding: bool = False, dropout: float = 0.0, embed_dropout: float = 0.0,
+                 variational_dropout: bool = False, residual: bool = False, tie_embeddings: bool = False):
         super().__init__()
-        self.reverse_source = reverse_source
+        self.reverse_source, self.attention_kind, self.input_feeding = reverse_source, attention, input_feeding
+        self.layers, self.hidden, self.is_lstm = layers, hidden, cell == "lstm"
+        self.dropout, self.embed_dropout, self.variational = dropout, embed_dropout, variational_dropout
+        rnn = dict(cell=cell, hidden=hidden, layers=layers, dropout=dropout, variational=variational_dropout,
+                   residual=residual)
+
         self.src_embed = nn.Embedding(src_vocab_size, embed, padding_idx=PAD)
-        self.encoder = nn.LSTM(embed, hidden, layers, batch_first=True)
+        self.encoder = StackedRNN(input_size=embed, bidirectional=bidirectional, **rnn)
+        self.bridge_h = nn.Linear(hidden, hidden) if bridge else None
+        self.bridge_c = nn.Linear(hidden, hidden) if bridge and self.is_lstm else None
+
         self.tgt_embed = nn.Embedding(tgt_vocab_size, embed, padding_idx=PAD)
-        self.decoder = nn.LSTM(embed, hidden, layers, batch_first=True)
+        decoder_input = embed + (hidden if input_feeding or attention == "additive" else 0)
+        self.decoder = StackedRNN(input_size=decoder_input, **rnn)
+        if attention != "none":
+            self.attention = Attention(attention, hidden, hidden)
+            self.combine = nn.Linear(2 * hidden, hidden, bias=False)  # o_t = tanh(W_c [c_t; h_t])
         self.output = nn.Linear(hidden, tgt_vocab_size)
         self.reset_parameters(init_range)
+        if tie_embeddings:
+            self.output.weight = self.tgt_embed.weight  # needs embed == hidden (checked by the config)
 
     def reset_parameters(self, init_range: float) -> None:
         """The paper: every parameter uniform in [-0.08, 0.08]; padding rows stay zero."""
@@ -65,39 +100,107 @@ class Seq2Seq(nn.Module):
             self.src_embed.weight[PAD].zero_()
             self.tgt_embed.weight[PAD].zero_()
 
-    def encode(self, src: torch.Tensor, src_lens: torch.Tensor) -> DecoderState:
-        """src (B, S) right-padded in reading order; src_lens (B,) on the CPU."""
+    @property
+    def steps_one_by_one(self) -> bool:
+        """Whether teacher forcing must loop over time (the input depends on the last output)."""
+        return self.input_feeding or self.attention_kind == "additive"
+
+    # --- encoder ----------------------------------------------------------------------------
+    def encode(self, src: torch.Tensor, src_lens: Optional[torch.Tensor]) -> DecoderState:
+        """src (B, S) right-padded in reading order; src_lens (B,) on the CPU, or None if no padding."""
         if self.reverse_source:
             src = reverse_padded(src, src_lens)
-        embedded = self.src_embed(src)  # (B, S, E)
+        embedded = self._drop(self.src_embed(src), self.embed_dropout)  # (B, S, E)
         # Packing keeps padding out: each row's final state is taken at its own last token.
-        packed = pack_padded_sequence(embedded, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, c) = self.encoder(packed)  # (layers, B, H) each, in the batch's own order
-        return DecoderState(h, c)
+        memory, (h, c) = self.encoder(embedded, src_lens)  # memory (B, S, H); h (layers*dirs, B, H/dirs)
+        h, c = self._to_decoder_layout(h), self._to_decoder_layout(c)
+        if self.bridge_h is not None:
+            h = torch.tanh(self.bridge_h(h))
+            c = self.bridge_c(c) if c is not None else None
+        state = DecoderState(h, c)
+        if self.attention_kind != "none":
+            state.memory, state.keys = memory, self.attention.keys(memory)
+            if src_lens is not None:
+                positions = torch.arange(src.size(1), device=src.device)
+                state.src_mask = positions.unsqueeze(0) < src_lens.to(src.device).unsqueeze(1)
+            if self.input_feeding:
+                state.feed = h.new_zeros(src.size(0), self.hidden)
+        return state
+
+    def _to_decoder_layout(self, x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """(layers * 2, B, H/2) of a bidirectional encoder -> (layers, B, H): [forward; backward]."""
+        if x is None or self.encoder.directions == 1:
+            return x
+        layers2, batch, half = x.shape
+        return x.view(layers2 // 2, 2, batch, half).permute(0, 2, 1, 3).reshape(layers2 // 2, batch, 2 * half)
+
+    # --- decoder ----------------------------------------------------------------------------
+    def _drop(self, x: torch.Tensor, p: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if mask is not None:
+            return x * mask
+        if not self.training or p == 0:
+            return x
+        if self.variational and x.dim() == 3:
+            return x * sequence_dropout_mask(x.size(0), x.size(2), p, x)
+        return F.dropout(x, p, True)
+
+    def _output_vector(self, rnn_out: torch.Tensor, state: DecoderState, context=None) -> torch.Tensor:
+        """o = h (no attention) or tanh(W_c [c; h]) with c the attention context; (B, T, H)."""
+        if self.attention_kind == "none":
+            return rnn_out
+        if context is None:
+            context, _ = self.attention(rnn_out, state.keys, state.memory, state.src_mask)
+        return torch.tanh(self.combine(torch.cat([context, rnn_out], dim=-1)))
+
+    def _step(self, embedded: torch.Tensor, state: DecoderState, masks=None, out_mask=None):
+        """One decoder step: embedded (B, 1, E) -> output vector (B, 1, H), next state."""
+        context = None
+        inputs = [embedded]
+        if self.attention_kind == "additive":  # Bahdanau: attend with the previous state first
+            context, _ = self.attention(state.h[-1].unsqueeze(1), state.keys, state.memory, state.src_mask)
+            inputs.append(context)
+        elif self.input_feeding:
+            inputs.append(state.feed.unsqueeze(1))
+        rnn_out, (h, c) = self.decoder(torch.cat(inputs, -1), state=(state.h, state.c), masks=masks)
+        out = self._drop(self._output_vector(rnn_out, replace(state, h=h, c=c), context), self.dropout, out_mask)
+        feed = out.squeeze(1) if self.input_feeding else None
+        return out, replace(state, h=h, c=c, feed=feed)
+
+    def decode_all(self, tgt_in: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, T) -> output vectors (B, T, H)."""
+        embedded = self._drop(self.tgt_embed(tgt_in), self.embed_dropout)  # (B, T, E)
+        if not self.steps_one_by_one:  # the whole sequence in one cuDNN call
+            rnn_out, _ = self.decoder(embedded, state=(state.h, state.c))
+            return self._drop(self._output_vector(rnn_out, state), self.dropout)
+        # One mask per sequence for every step, when dropout is variational.
+        masks = self.decoder.sample_masks(tgt_in.size(0), embedded)
+        out_mask = (sequence_dropout_mask(tgt_in.size(0), self.hidden, self.dropout, embedded)
+                    if self.training and self.variational and self.dropout > 0 else None)
+        outputs = []
+        for t in range(tgt_in.size(1)):
+            out, state = self._step(embedded[:, t:t + 1], state, masks, out_mask)
+            outputs.append(out)
+        return torch.cat(outputs, dim=1)
 
     def decode_step(self, prev_tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """prev_tokens (B,) -> log-probabilities (B, V) in float32, and the next state."""
-        embedded = self.tgt_embed(prev_tokens).unsqueeze(1)  # (B, 1, E)
-        out, (h, c) = self.decoder(embedded, (state.h, state.c))  # out (B, 1, H)
-        logits = self.output(out.squeeze(1))  # (B, V)
-        return F.log_softmax(logits.float(), dim=-1), DecoderState(h, c)
+        out, state = self._step(self.tgt_embed(prev_tokens).unsqueeze(1), state)  # (B, 1, H)
+        return F.log_softmax(self.output(out.squeeze(1)).float(), dim=-1), state
 
-    def forward(self, src, src_lens, tgt_in, tgt_out) -> torch.Tensor:
+    def forward(self, src, src_lens, tgt_in, tgt_out, label_smoothing: float = 0.0) -> torch.Tensor:
         """Summed cross-entropy over the real target tokens (padding ignored), as a scalar."""
-        state = self.encode(src, src_lens)
-        out, _ = self.decoder(self.tgt_embed(tgt_in), (state.h, state.c))  # (B, T, H)
-        logits = self.output(out)  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=PAD, reduction="sum")
+        logits = self.output(self.decode_all(tgt_in, self.encode(src, src_lens)))  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=PAD,
+                               reduction="sum", label_smoothing=label_smoothing)
 
 
 def build_model(model_config, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """The one place that maps a `ModelConfig` onto the model's keyword arguments."""
+    m = model_config
     return Seq2Seq(
-        src_vocab_size=src_vocab_size,
-        tgt_vocab_size=tgt_vocab_size,
-        embed=model_config.embed,
-        hidden=model_config.hidden,
-        layers=model_config.layers,
-        reverse_source=model_config.reverse_source,
-        init_range=model_config.init_range,
+        src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, embed=m.embed, hidden=m.hidden,
+        layers=m.layers, cell=m.cell, reverse_source=m.reverse_source, init_range=m.init_range,
+        bidirectional=m.bidirectional, bridge=m.bridge, attention=m.attention, input_feeding=m.input_feeding,
+        dropout=m.dropout, embed_dropout=m.embed_dropout, variational_dropout=m.variational_dropout,
+        residual=m.residual, tie_embeddings=m.tie_embeddings,
     )

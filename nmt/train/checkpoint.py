@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import torch
 from safetensors import SafetensorError
@@ -98,8 +99,13 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, config: Config,
-                    tokenizer_files: tuple[Path, Path], best: bool = False) -> Path:
-    """Write checkpoints/step-N atomically, point `last` (and `best`) at it, prune the rest."""
+                    tokenizer_files: tuple[Path, Path], score: Optional[float] = None, best: bool = False,
+                    keep_best: int = 1) -> Path:
+    """Write checkpoints/step-N atomically, point `last` (and `best`) at it, prune the rest.
+
+    `score` is the dev score of these weights (higher is better; None if not evaluated): the
+    `keep_best` best-scoring checkpoints survive pruning besides the one `last` points at.
+    """
     folder_name = f"step-{trainer_state['step']:08d}"
     root = run_dir / CHECKPOINTS
     final = root / folder_name
@@ -113,7 +119,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", "nmt_version": nmt.__version__})
         opt_tensors, opt_settings = optimizer_to_tensors(optimizer.state_dict())
         save_file({**opt_tensors, **rng_tensors()}, str(tmp / "trainer.safetensors"))
-        write_json(tmp / "trainer.json", {**trainer_state, "optimizer": opt_settings})
+        write_json(tmp / "trainer.json", {**trainer_state, "score": score, "optimizer": opt_settings})
         write_json(tmp / "config.json", config.to_dict())
         src_model, tgt_model = tokenizer_files
         names = ("spm.model",) if src_model == tgt_model else ("src.model", "tgt.model")
@@ -139,7 +145,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
         where = e.filename or root
         raise TrainingError(f"could not write a checkpoint to {where}: {e.strerror}; "
                             f"free space or fix permissions, then resume with nmt train --resume {run_dir}") from None
-    _prune(run_dir)
+    _prune(run_dir, keep_best)
     return final
 
 
@@ -151,9 +157,18 @@ def _point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def _prune(run_dir: Path) -> None:
-    """Remove checkpoints that neither `last` nor `best` points at."""
+def _prune(run_dir: Path, keep_best: int) -> None:
+    """Remove checkpoints that are neither `last`, `best`, nor among the `keep_best` best scores."""
     keep = {(run_dir / link).resolve() for link in ("last", "best") if (run_dir / link).is_symlink()}
+    scored = []
+    for folder in (run_dir / CHECKPOINTS).glob("step-*"):
+        try:
+            score = json.loads((folder / "trainer.json").read_text(encoding="utf-8")).get("score")
+        except (OSError, ValueError):
+            continue  # half-deleted or foreign: leave it alone
+        if score is not None:
+            scored.append((score, folder.name, folder))
+    keep |= {folder.resolve() for _, _, folder in sorted(scored, reverse=True)[:keep_best]}
     for folder in (run_dir / CHECKPOINTS).glob("step-*"):
         if folder.resolve() not in keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -83,6 +83,8 @@ class TrainerState:
     train_seconds: float = 0.0
     best_score: Optional[float] = None  # dev BLEU, or minus dev perplexity when BLEU is off
     best_step: Optional[int] = None
+    evals_since_best: int = 0  # for early stopping and the plateau schedule
+    plateau_lr: Optional[float] = None  # the plateau schedule's current rate
     nonfinite_steps: int = 0  # updates skipped because the loss or gradient was NaN or inf
     oom_steps: int = 0  # batches skipped because they did not fit in GPU memory
 
@@ -107,7 +109,7 @@ class Trainer:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         # The fused SGD step reads `found_inf` (the protocol torch's GradScaler uses) and skips the
         # update on the device when it is set: no host round trip to check every step.
-        self.optimizer = torch.optim.SGD(self.parameters, lr=t.lr, fused=True)
+        self.optimizer = make_optimizer(self.parameters, t)
         self.nonfinite_in_a_row = torch.zeros((), dtype=torch.long, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_signal: Optional[int] = None
@@ -128,7 +130,8 @@ class Trainer:
         """
         t = self.config.train
         with autocast(self.device, t.bf16):
-            loss_sum = self.model(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out)
+            loss_sum = self.model(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out,
+                                  label_smoothing=t.label_smoothing)
         # The paper divides the gradient by the batch size in sentences (128), not by tokens.
         divisor = batch.size if t.loss_normalization == "sentences" else batch.num_tgt_tokens
         (loss_sum / divisor).backward()
@@ -178,8 +181,7 @@ class Trainer:
                 epoch_progress = self.state.epoch + index / len(batches)
                 if epoch_progress >= t.epochs:
                     return f"trained {t.epochs} epochs"
-                self._lr = learning_rate(epoch_progress, lr=t.lr, decay_start=t.decay_start_epoch,
-                                         decay_every=t.decay_every_epochs, factor=t.decay_factor)
+                self._lr = self.current_lr(epoch_progress)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self._lr
                 self._step_on(batches[index])
@@ -191,6 +193,17 @@ class Trainer:
                     return stop
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
+
+    def current_lr(self, epoch_progress: float) -> float:
+        t = self.config.train
+        if t.schedule == "halving":
+            lr = learning_rate(epoch_progress, lr=t.lr, decay_start=t.decay_start_epoch,
+                               decay_every=t.decay_every_epochs, factor=t.decay_factor)
+        else:
+            lr = self.state.plateau_lr if self.state.plateau_lr is not None else t.lr
+        if self.state.step < t.warmup_steps:
+            lr *= (self.state.step + 1) / t.warmup_steps
+        return lr
 
     def _step_on(self, indices) -> None:
         """Collate, copy to the device and train on one batch; a batch that runs out of GPU memory is skipped."""
@@ -261,6 +274,8 @@ class Trainer:
             return f"received {signal.Signals(self.stop_signal).name}"
         if t.max_steps is not None and self.state.step >= t.max_steps:
             return f"reached train.max_steps={t.max_steps}"
+        if t.early_stopping_patience is not None and self.state.evals_since_best >= t.early_stopping_patience:
+            return f"no better dev score in {t.early_stopping_patience} evaluations (train.early_stopping_patience)"
         if t.max_minutes is not None and self.state.train_seconds + self._window.seconds() >= 60 * t.max_minutes:
             return f"reached train.max_minutes={t.max_minutes}"
         return None
@@ -306,21 +321,29 @@ class Trainer:
         return result
 
     def _evaluate_and_save(self) -> None:
+        t = self.config.train
         result = self.evaluate()
-        metric = result.get("bleu", -result["ppl"])
-        best = self.state.best_score is None or metric > self.state.best_score
+        score = result.get("bleu", -result["ppl"])
+        best = self.state.best_score is None or score > self.state.best_score
         if best:
-            self.state.best_score, self.state.best_step = metric, self.state.step
+            self.state.best_score, self.state.best_step, self.state.evals_since_best = score, self.state.step, 0
+        else:
+            self.state.evals_since_best += 1
+            if t.schedule == "plateau" and self.state.evals_since_best % t.plateau_patience == 0:
+                current = self.state.plateau_lr if self.state.plateau_lr is not None else t.lr
+                self.state.plateau_lr = max(t.min_lr, current * t.decay_factor)
+                self.progress.message(f"dev score flat for {t.plateau_patience} evaluations: lr {self.state.plateau_lr:.3g}")
         shown = f"dev ppl {result['ppl']:.2f}" + (f", dev BLEU {result['bleu']:.2f}" if "bleu" in result else "")
         self.progress.message(f"step {self.state.step}: {shown}{' (best so far)' if best else ''}")
         self.log.write(event="valid", step=self.state.step, **{k: round(v, 4) for k, v in result.items()})
-        self._save(best=best)
+        self._save(best=best, score=score)
 
-    def _save(self, *, best: bool) -> None:
+    def _save(self, *, best: bool, score: Optional[float] = None) -> None:
         self._last_saved = self.state.step
         checkpoint.save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
                                    trainer_state=dataclasses.asdict(self.state), config=self.config,
-                                   tokenizer_files=self.tokenizer_files, best=best)
+                                   tokenizer_files=self.tokenizer_files, score=score, best=best,
+                                   keep_best=self.config.train.keep_best)
 
     def _restore(self, folder: Path) -> None:
         meta = checkpoint.read_meta(folder)
@@ -333,7 +356,15 @@ class Trainer:
         tensors = checkpoint.load_tensors(folder / "trainer.safetensors")
         self.optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, trainer.pop("optimizer")))
         checkpoint.restore_rng(tensors)
-        self.state = TrainerState(**{f.name: trainer[f.name] for f in dataclasses.fields(TrainerState)})
+        self.state = TrainerState(**{f.name: trainer[f.name] for f in dataclasses.fields(TrainerState)
+                                     if f.name in trainer})
+
+
+def make_optimizer(parameters, t) -> torch.optim.Optimizer:
+    """The paper's SGD without momentum, or Adam. Both fused: they honour `found_inf` on the device."""
+    if t.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=t.lr, betas=tuple(t.adam_betas), fused=True)
+    return torch.optim.SGD(parameters, lr=t.lr, fused=True)
 
 
 def start_run(config: Config) -> Path:

@@ -1,0 +1,33 @@
+"""An ensemble with the model's search API: it averages the members' next-token probabilities.
+
+The paper's best result averaged 5 reversed LSTMs (34.81 BLEU against 30.59 for one).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class EnsembleState:
+    states: list
+
+    def select(self, indices: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([state.select(indices) for state in self.states])
+
+
+class Ensemble:
+    def __init__(self, models: list):
+        self.models = models
+
+    def encode(self, src: torch.Tensor, src_lens) -> EnsembleState:
+        return EnsembleState([model.encode(src, src_lens) for model in self.models])
+
+    def decode_step(self, prev_tokens: torch.Tensor, state: EnsembleState):
+        """log of the mean of the members' probabilities: (B, V)."""
+        steps = [model.decode_step(prev_tokens, s) for model, s in zip(self.models, state.states)]
+        log_probs = torch.logsumexp(torch.stack([lp for lp, _ in steps]), dim=0) - math.log(len(steps))
+        return log_probs, EnsembleState([s for _, s in steps])

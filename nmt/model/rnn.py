@@ -1,0 +1,100 @@
+"""A stack of recurrent layers (LSTM or GRU) with the regularisers the later literature added.
+
+Options, all off for the paper's model:
+  bidirectional   each layer reads both ways; its output is [forward; backward] (hidden/2 each)
+  dropout         between layers (Zaremba et al.: never on the recurrent connection)
+  variational     the dropout mask is drawn once per sequence and reused at every time step
+                  (Gal & Ghahramani); the recurrent connection itself stays cuDNN's
+  residual        layer k >= 2 adds its input to its output
+
+Without residual connections or variational dropout the whole stack is one cuDNN call; otherwise
+it runs layer by layer. States use torch's layout: (layers * directions, B, hidden / directions).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+State = tuple[torch.Tensor, Optional[torch.Tensor]]  # (h, c); c is None for a GRU
+
+
+def sequence_dropout_mask(batch: int, size: int, p: float, like: torch.Tensor) -> torch.Tensor:
+    """One inverted-dropout mask per sequence: (B, 1, size), broadcast over time."""
+    keep = torch.empty(batch, 1, size, device=like.device, dtype=like.dtype).bernoulli_(1 - p)
+    return keep / (1 - p)
+
+
+class StackedRNN(nn.Module):
+    def __init__(self, *, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool = False,
+                 dropout: float = 0.0, variational: bool = False, residual: bool = False):
+        super().__init__()
+        rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.is_lstm = cell == "lstm"
+        self.directions = 2 if bidirectional else 1
+        self.hidden, self.num_layers = hidden, layers
+        self.dropout, self.variational, self.residual = dropout, variational, residual
+        self.fused = not residual and not variational
+        per_direction = hidden // self.directions
+        if self.fused:
+            self.rnn = rnn_class(input_size, per_direction, layers, batch_first=True, bidirectional=bidirectional,
+                                 dropout=dropout if layers > 1 else 0.0)
+        else:
+            self.layers = nn.ModuleList(
+                rnn_class(input_size if i == 0 else hidden, per_direction, 1, batch_first=True,
+                          bidirectional=bidirectional) for i in range(layers))
+
+    def sample_masks(self, batch: int, like: torch.Tensor) -> list[Optional[torch.Tensor]]:
+        """Masks for the inputs of layers 2..L, drawn once per sequence (variational dropout)."""
+        if not (self.training and self.variational and self.dropout > 0):
+            return [None] * (self.num_layers - 1)
+        return [sequence_dropout_mask(batch, self.hidden, self.dropout, like) for _ in range(self.num_layers - 1)]
+
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Optional[State] = None,
+                masks: Optional[list] = None) -> tuple[torch.Tensor, State]:
+        """x (B, S, input) -> outputs (B, S, hidden), final (h, c).
+
+        `lengths` (B,) on the CPU keeps padding out of the final state (packed sequences);
+        None means every row is full length. `masks` (from sample_masks) fixes the
+        variational masks, so a step-by-step decoder uses one mask for the whole sequence.
+        """
+        if self.fused:
+            return self._run(self.rnn, x, lengths, state)
+        masks = masks if masks is not None else self.sample_masks(x.size(0), x)
+        finals_h, finals_c = [], []
+        per_layer = self.directions
+        for i, layer in enumerate(self.layers):
+            layer_state = None
+            if state is not None:
+                h, c = state
+                layer_state = (h[i * per_layer:(i + 1) * per_layer],
+                               c[i * per_layer:(i + 1) * per_layer] if c is not None else None)
+            if i > 0:
+                x = self._drop_between(x, masks[i - 1])
+            out, (h_i, c_i) = self._run(layer, x, lengths, layer_state)
+            x = out + x if self.residual and i > 0 else out
+            finals_h.append(h_i)
+            finals_c.append(c_i)
+        c_all = torch.cat(finals_c) if self.is_lstm else None
+        return x, (torch.cat(finals_h), c_all)
+
+    def _drop_between(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        if mask is not None:
+            return x * mask
+        return nn.functional.dropout(x, self.dropout, self.training) if not self.variational else x
+
+    def _run(self, rnn: nn.Module, x, lengths, state) -> tuple[torch.Tensor, State]:
+        if state is not None and not self.is_lstm:
+            state = state[0]
+        elif state is not None:
+            state = (state[0].contiguous(), state[1].contiguous())
+        if lengths is None:
+            out, final = rnn(x, state)
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, final = rnn(packed, state)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return (out, final) if self.is_lstm else (out, (final, None))

@@ -1,0 +1,150 @@
+"""The later options (attention, input feeding, bidirectional bridge, dropout kinds, residual,
+tied embeddings, GRU): each behaves as described and agrees with step-by-step decoding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nmt.data.tokenizer import BOS, EOS, PAD
+from nmt.decode.search import beam_search
+from nmt.model import Seq2Seq
+from nmt.model.attention import Attention
+from nmt.model.ensemble import Ensemble
+from tests.test_search import random_batch, reference_beam
+
+VARIANTS = {
+    "paper": {},
+    "gru": dict(cell="gru"),
+    "dot": dict(attention="dot"),
+    "general+feed": dict(attention="general", input_feeding=True),
+    "concat+feed+bi+bridge": dict(attention="concat", input_feeding=True, bidirectional=True, bridge=True),
+    "additive(bahdanau)": dict(attention="additive", bidirectional=True),
+    "residual+variational": dict(residual=True, variational_dropout=True, dropout=0.3, attention="dot"),
+    "tied+gru+feed": dict(tie_embeddings=True, cell="gru", attention="dot", input_feeding=True),
+}
+
+
+def make(seed=0, **options) -> Seq2Seq:
+    torch.manual_seed(seed)
+    size = dict(embed=8, hidden=8, layers=2) if options.get("tie_embeddings") else dict(embed=6, hidden=8, layers=2)
+    return Seq2Seq(src_vocab_size=13, tgt_vocab_size=11, init_range=0.5, **size, **options)
+
+
+def toy_batch():
+    src = torch.tensor([[4, 5, 6, 7], [8, 9, PAD, PAD], [10, PAD, PAD, PAD]])
+    lens = torch.tensor([4, 2, 1])
+    tgt_in = torch.tensor([[BOS, 4, 5, 6], [BOS, 7, PAD, PAD], [BOS, 8, 9, PAD]])
+    tgt_out = torch.tensor([[4, 5, 6, EOS], [7, EOS, PAD, PAD], [8, 9, EOS, PAD]])
+    return src, lens, tgt_in, tgt_out
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_teacher_forcing_equals_step_by_step_decoding(name):
+    model = make(**VARIANTS[name]).eval()
+    src, lens, tgt_in, tgt_out = toy_batch()
+    loss = model(src, lens, tgt_in, tgt_out)
+    state, total = model.encode(src, lens), torch.zeros(())
+    for t in range(tgt_in.size(1)):
+        log_probs, state = model.decode_step(tgt_in[:, t], state)
+        picked = log_probs.gather(1, tgt_out[:, t:t + 1]).squeeze(1)
+        total -= picked[tgt_out[:, t] != PAD].sum()
+    torch.testing.assert_close(loss, total, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_trains(name):
+    model = make(**VARIANTS[name]).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = model(*toy_batch(), label_smoothing=0.1)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["dot", "general+feed", "additive(bahdanau)", "tied+gru+feed"])
+def test_batched_beam_matches_reference_with_attention(name):
+    model = make(seed=3, **VARIANTS[name]).eval()
+    src, lens = random_batch(7, vocab=13, size=4)
+    with torch.no_grad():
+        found = beam_search(model, src, lens, beam=3, max_len_a=1.0, max_len_b=2, n_best=3)
+        for row, hyps in enumerate(found):
+            n = int(lens[row])
+            expected = reference_beam(model, src[row, :n].tolist(), beam=3, max_len=n + 2, alpha=0.0)
+            assert [h.tokens for h in hyps] == [e[1] for e in expected]
+
+
+@pytest.mark.parametrize("kind", ["dot", "general", "concat", "additive"])
+def test_attention_weights_sum_to_one_and_ignore_padding(kind):
+    torch.manual_seed(0)
+    attention = Attention(kind, 5, 5)
+    memory, query = torch.randn(2, 4, 5), torch.randn(2, 3, 5)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    with torch.no_grad():
+        context, weights = attention(query, attention.keys(memory), memory, mask)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3))
+        assert float(weights[0, :, 3].abs().max()) == 0 and float(weights[1, :, 1:].abs().max()) == 0
+        # What sits in the padding cannot change the context.
+        poisoned = memory.clone()
+        poisoned[0, 3], poisoned[1, 1:] = 1e4, -1e4
+        context_poisoned, _ = attention(query, attention.keys(poisoned), poisoned, mask)
+    torch.testing.assert_close(context_poisoned, context)
+
+
+def test_variational_dropout_uses_one_mask_per_sequence():
+    model = make(variational_dropout=True, dropout=0.5, embed_dropout=0.5).train()
+    x = torch.ones(3, 7, 6)
+    dropped = model._drop(x, 0.5)
+    # The same units are dropped at every time step of a sequence ...
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))
+    # ... but not in every sequence.
+    assert not torch.equal(dropped[0], dropped[1]) or not torch.equal(dropped[1], dropped[2])
+    masks = model.decoder.sample_masks(3, x)
+    assert all(m.shape == (3, 1, 8) for m in masks)
+    standard = make(dropout=0.5, embed_dropout=0.5).train()._drop(x, 0.5)
+    assert not torch.equal(standard, standard[:, :1].expand_as(standard))
+
+
+def test_residual_connections_add_the_layer_input():
+    model = make(residual=True, dropout=0.0, variational_dropout=True).eval()
+    rnn = model.decoder
+    x = torch.randn(2, 3, 6)
+    first, _ = rnn.layers[0](x)
+    second, _ = rnn.layers[1](first)
+    out, _ = rnn(x)
+    torch.testing.assert_close(out, second + first)
+
+
+def test_tied_embeddings_share_one_matrix():
+    model = make(tie_embeddings=True, attention="dot")
+    assert model.output.weight is model.tgt_embed.weight
+    assert sum(p is model.tgt_embed.weight for p in model.parameters()) == 1
+    model(*toy_batch()).backward()
+    assert model.tgt_embed.weight.grad is not None
+
+
+def test_bidirectional_bridge_gives_the_decoder_a_full_state():
+    model = make(bidirectional=True, bridge=True, attention="dot").eval()
+    src, lens, _, _ = toy_batch()
+    state = model.encode(src, lens)
+    assert state.h.shape == (2, 3, 8) and state.c.shape == (2, 3, 8) and state.memory.shape == (3, 4, 8)
+    assert state.src_mask.tolist() == [[True] * 4, [True, True, False, False], [True, False, False, False]]
+
+
+def test_ensemble_of_one_is_the_model_and_averages_probabilities():
+    a, b = make(seed=1, attention="dot").eval(), make(seed=2).eval()
+    src, lens, tgt_in, _ = toy_batch()
+    prev = tgt_in[:, 0]
+    lp_a, _ = a.decode_step(prev, a.encode(src, lens))
+    lp_b, _ = b.decode_step(prev, b.encode(src, lens))
+    one = Ensemble([a])
+    torch.testing.assert_close(one.decode_step(prev, one.encode(src, lens))[0], lp_a)
+    both = Ensemble([a, b])
+    expected = torch.log((lp_a.exp() + lp_b.exp()) / 2)
+    torch.testing.assert_close(both.decode_step(prev, both.encode(src, lens))[0], expected)
+    assert math.isclose(float(both.decode_step(prev, both.encode(src, lens))[0].exp().sum(-1)[0]), 1.0, rel_tol=1e-5)
+    [hyps] = beam_search(both, src[:1], lens[:1], beam=2, max_len_a=1, max_len_b=2)
+    assert hyps
