@@ -88,6 +88,12 @@ class TrainConfig:
     batch_size: int = 128  # sentences per batch
     max_tokens: Optional[int] = None  # if set, batches hold up to this many padded tokens
     bucket_pool: int = 100  # sort this many batches' worth of sentences by length at a time
+    # Static shapes: each batch holds one exact source length, `batch_size` rows (filler rows
+    # pad the last one) and a target width rounded up to a multiple of tgt_multiple. Fewer
+    # distinct shapes, no packing; with cuda_graphs each shape's whole step is a CUDA graph.
+    static_shapes: bool = False
+    tgt_multiple: int = 2
+    cuda_graphs: bool = False  # needs static_shapes; ignored on the CPU
     # The paper divides the summed gradient by the batch size (128 sentences).
     loss_normalization: Literal["sentences", "tokens"] = "sentences"
     label_smoothing: float = 0.0
@@ -276,7 +282,7 @@ def validate(config: Config) -> None:
                        ("data.max_len", d.max_len), ("model.layers", m.layers), ("model.hidden", m.hidden),
                        ("model.embed", m.embed), ("train.batch_size", t.batch_size), ("train.log_every", t.log_every),
                        ("train.eval_every", t.eval_every), ("train.save_every", t.save_every),
-                       ("train.bucket_pool", t.bucket_pool),
+                       ("train.bucket_pool", t.bucket_pool), ("train.tgt_multiple", t.tgt_multiple),
                        ("train.max_nonfinite_in_a_row", t.max_nonfinite_in_a_row), ("decode.beam", dec.beam),
                        ("decode.batch_size", dec.batch_size), ("decode.n_best", dec.n_best)]:
         _require(value > 0, f"config key '{key}' must be positive, got {value}")
@@ -309,6 +315,7 @@ def validate(config: Config) -> None:
              f"model.tie_embeddings needs model.embed == model.hidden, got {m.embed} and {m.hidden}")
     _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
              "config key 'train.adam_betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+    _require(not t.cuda_graphs or t.static_shapes, "train.cuda_graphs needs train.static_shapes: true")
     _require(t.warmup_steps >= 0, "config key 'train.warmup_steps' must be 0 or more")
     _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")

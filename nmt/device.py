@@ -20,6 +20,10 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked for; a no-op context on the CPU."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+def autocast(device: torch.device, bf16: bool, cache: bool = True):
+    """bf16 autocast on CUDA when asked for; a no-op context on the CPU.
+
+    `cache=False` inside CUDA graph capture: autocast's cache of cast weights must not outlive it.
+    """
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda",
+                          cache_enabled=cache)

@@ -35,3 +35,13 @@ def test_stopped_and_resumed_run_equals_uninterrupted(workspace):
     a, b = weights(workspace / "whole"), weights(workspace / "parts")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+def test_resume_is_exact_with_static_shapes_too(workspace):
+    quiet = open("/dev/null", "w")
+    static = {**SETTINGS, "static_shapes": True, "tgt_multiple": 4, "max_steps": 16}
+    train(tiny_config(workspace, train={**static, "run_dir": str(workspace / "whole")}), stream=quiet)
+    train(tiny_config(workspace, train={**static, "run_dir": str(workspace / "parts"), "max_steps": 5}), stream=quiet)
+    resume(workspace / "parts", ["train.max_steps=16"], stream=quiet)
+    a, b = weights(workspace / "whole"), weights(workspace / "parts")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -53,9 +54,10 @@ class ParallelData:
 @dataclass
 class Batch:
     src: torch.Tensor  # (B, S) source ids in reading order, right-padded with PAD
-    src_lens: torch.Tensor  # (B,) on the CPU (packing needs host lengths)
+    src_lens: Optional[torch.Tensor]  # (B,) on the CPU (packing needs host lengths); None: all rows full
     tgt_in: torch.Tensor  # (B, T) BOS y1 .. ym, right-padded
     tgt_out: torch.Tensor  # (B, T) y1 .. ym EOS, right-padded
+    num_sentences: int  # real sentences (static batches add empty filler rows)
     num_tgt_tokens: int  # real target tokens (with EOS): what the loss sums over
 
     @property
@@ -63,13 +65,21 @@ class Batch:
         return self.src.size(0)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "Batch":
-        return Batch(self.src.to(device, non_blocking=non_blocking), self.src_lens,
-                     self.tgt_in.to(device, non_blocking=non_blocking),
-                     self.tgt_out.to(device, non_blocking=non_blocking), self.num_tgt_tokens)
+        move = lambda x: x.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.src), self.src_lens, move(self.tgt_in), move(self.tgt_out),
+                     self.num_sentences, self.num_tgt_tokens)
 
     def pin_memory(self) -> "Batch":
-        return Batch(self.src.pin_memory(), self.src_lens, self.tgt_in.pin_memory(),
-                     self.tgt_out.pin_memory(), self.num_tgt_tokens)
+        return Batch(self.src.pin_memory(), self.src_lens, self.tgt_in.pin_memory(), self.tgt_out.pin_memory(),
+                     self.num_sentences, self.num_tgt_tokens)
+
+
+def gather_padded(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """(B, width) int64: row i holds ids[starts[i] : starts[i] + lengths[i]], then PAD."""
+    columns = np.arange(width)
+    inside = columns[None, :] < lengths[:, None]
+    positions = np.where(inside, starts[:, None] + columns[None, :], 0)
+    return np.where(inside, ids[positions], PAD).astype(np.int64)
 
 
 def pad(sequences: list, *, prefix: int | None = None, suffix: int | None = None) -> torch.Tensor:
@@ -86,14 +96,39 @@ def pad(sequences: list, *, prefix: int | None = None, suffix: int | None = None
     return out
 
 
-def collate(data: ParallelData, indices) -> Batch:
-    src = [data.sentence("src", i) for i in indices]
-    tgt = [data.sentence("tgt", i) for i in indices]
-    src_lens = torch.tensor([len(s) for s in src], dtype=torch.long)
+def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: int | None = None) -> Batch:
+    """Pad the sentences at `indices` into a batch.
+
+    By default the batch is as small as the sentences allow and keeps the source lengths (for
+    packing). With `rows` and `tgt_width` (static shapes: every source has the same length) the
+    batch is filled up to exactly (rows, S) and (rows, tgt_width) with empty rows, and
+    `src_lens` is None: the shape is one of a few, so a captured CUDA graph can replay it.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    src_ids, src_offsets = data.sides["src"]
+    tgt_ids, tgt_offsets = data.sides["tgt"]
+    src_lens, tgt_lens = data.src_lens[indices], data.tgt_lens[indices]
     if int(src_lens.min()) == 0:
         raise DataError("a batch holds an empty source sentence: run nmt preprocess again (it drops them)")
-    return Batch(src=pad(src), src_lens=src_lens, tgt_in=pad(tgt, prefix=BOS), tgt_out=pad(tgt, suffix=EOS),
-                 num_tgt_tokens=sum(len(t) + 1 for t in tgt))
+    count = len(indices)
+    rows = rows or count
+    width = tgt_width or int(tgt_lens.max()) + 1
+    if width < int(tgt_lens.max()) + 1:
+        raise ValueError(f"tgt_width {width} cannot hold a target of {int(tgt_lens.max())} tokens and EOS")
+    src = np.full((rows, int(src_lens.max())), PAD, dtype=np.int64)
+    src[:count] = gather_padded(src_ids, src_offsets[indices], src_lens, src.shape[1])
+    body = gather_padded(tgt_ids, tgt_offsets[indices], tgt_lens, width)  # y1 .. ym, PAD
+    tgt_in = np.full((rows, width), PAD, dtype=np.int64)
+    tgt_out = np.full((rows, width), PAD, dtype=np.int64)
+    tgt_in[:count, 0] = BOS
+    tgt_in[:count, 1:] = body[:, :-1]
+    tgt_out[:count] = body
+    tgt_out[np.arange(count), tgt_lens] = EOS
+    static = rows != count or tgt_width is not None
+    if static and int(src_lens.max()) != int(src_lens.min()):
+        raise ValueError("static batches need one source length")
+    return Batch(torch.from_numpy(src), None if static else torch.from_numpy(src_lens.astype(np.int64)),
+                 torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), count, int(tgt_lens.sum()) + count)
 
 
 class BucketSampler:
@@ -143,4 +178,54 @@ class BucketSampler:
             for lens in (self.src_lens[b], self.tgt_lens[b]):
                 real += int(lens.sum())
                 padded += int(lens.max()) * len(b)
+        return 1.0 - real / padded if padded else 0.0
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+class StaticShapeSampler:
+    """Batches with few distinct shapes, for captured CUDA graphs.
+
+    Every batch holds sentences of one exact source length (so the encoder needs no packing and
+    its final state sees no padding) and `rows` rows; target lengths are sorted within a source
+    length and the batch's target width is rounded up to a multiple of `tgt_multiple`. Filler
+    rows pad the last batch of each source length. Every example is used exactly once per epoch.
+    """
+
+    def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
+                 tgt_multiple: int = 8, seed: int = 1):
+        self.src_lens = np.asarray(src_lens, dtype=np.int64)
+        self.tgt_lens = np.asarray(tgt_lens, dtype=np.int64) + 1  # with BOS/EOS
+        self.batch_size, self.max_tokens, self.tgt_multiple, self.seed = batch_size, max_tokens, tgt_multiple, seed
+
+    def rows(self, src_len: int) -> int:
+        """Rows of a batch of this source length: fixed, or as many as max_tokens allows (multiple of 8)."""
+        if self.max_tokens is None:
+            return self.batch_size
+        return max(8, self.max_tokens // max(src_len, 1) // 8 * 8)
+
+    def epoch(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for length in np.unique(self.src_lens):
+            group = np.flatnonzero(self.src_lens == length)
+            group = rng.permutation(group)
+            group = group[np.argsort(self.tgt_lens[group], kind="stable")]
+            rows = self.rows(int(length))
+            batches.extend(group[i:i + rows] for i in range(0, len(group), rows))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def shape(self, batch: np.ndarray) -> tuple[int, int, int]:
+        """(rows, source length, target width) of the padded batch."""
+        length = int(self.src_lens[batch[0]])
+        return self.rows(length), length, round_up(int(self.tgt_lens[batch].max()), self.tgt_multiple)
+
+    def padding_fraction(self, batches: list[np.ndarray]) -> float:
+        real = padded = 0
+        for b in batches:
+            rows, length, width = self.shape(b)
+            real += int(self.src_lens[b].sum() + self.tgt_lens[b].sum())
+            padded += rows * (length + width)
         return 1.0 - real / padded if padded else 0.0

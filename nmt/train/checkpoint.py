@@ -68,7 +68,9 @@ def optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dic
                 tensors[f"optimizer.{param_id}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{param_id}.{key}"] = value
-    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+    groups = [{k: float(v) if torch.is_tensor(v) else v for k, v in group.items()}  # a graph's tensor lr
+              for group in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def optimizer_from_tensors(tensors: dict[str, torch.Tensor], settings: dict) -> dict:

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from nmt.config import Config, config_from_dict, apply_overrides
-from nmt.data.batching import BucketSampler, ParallelData, collate
+from nmt.data.batching import BucketSampler, ParallelData, StaticShapeSampler, collate
 from nmt.data.corpus import read_lines
 from nmt.data.prepare import read_manifest, tokenizer_files
 from nmt.data.tokenizer import Tokenizer
@@ -34,6 +34,7 @@ from nmt.errors import CheckpointError, ConfigError, DataError, NmtError, Traini
 from nmt.evaluate import score
 from nmt.model import build_model
 from nmt.train import checkpoint
+from nmt.train.graphs import CapturedSteps
 from nmt.train.progress import JsonlLog, Progress
 from nmt.train.schedule import clip_gradient_norm, learning_rate
 
@@ -113,36 +114,53 @@ class Trainer:
         self.nonfinite_in_a_row = torch.zeros((), dtype=torch.long, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_signal: Optional[int] = None
-        self.sampler = BucketSampler(self.train_data.src_lens, self.train_data.tgt_lens, batch_size=t.batch_size,
-                                     max_tokens=t.max_tokens, pool=t.bucket_pool, seed=t.seed)
+        if t.static_shapes:
+            self.sampler = StaticShapeSampler(self.train_data.src_lens, self.train_data.tgt_lens,
+                                              batch_size=t.batch_size, max_tokens=t.max_tokens,
+                                              tgt_multiple=t.tgt_multiple, seed=t.seed)
+        else:
+            self.sampler = BucketSampler(self.train_data.src_lens, self.train_data.tgt_lens, batch_size=t.batch_size,
+                                         max_tokens=t.max_tokens, pool=t.bucket_pool, seed=t.seed)
+        self.captured: Optional[CapturedSteps] = None
         self.state = TrainerState()
         if resume_from is not None:
             self._restore(resume_from)
+        if t.cuda_graphs and self.device.type == "cuda":
+            self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device)
         self.progress = Progress(self._planned_steps(), stream)
         self.log = JsonlLog(self.run_dir / "log.jsonl")
 
     # --- one update -----------------------------------------------------------------------
-    def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward, clip, SGD. Returns (summed loss, gradient norm) as device tensors.
+    def update(self, src, src_lens, tgt_in, tgt_out, divisor, dry_run: bool = False) -> torch.Tensor:
+        """Forward, backward, clip, optimizer step; returns the summed loss as a device tensor.
 
         A NaN or inf in the loss or the gradient skips the update (the weights stay as they were)
-        and is counted on the device; `_check_nonfinite` reads the count every few steps.
+        and is counted on the device; `_check_nonfinite` reads the count every few steps. With
+        `dry_run` nothing is updated or counted (a CUDA graph's warm-up). Nothing here waits
+        for the host, so the same code is captured into CUDA graphs.
         """
         t = self.config.train
-        with autocast(self.device, t.bf16):
-            loss_sum = self.model(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out,
-                                  label_smoothing=t.label_smoothing)
-        # The paper divides the gradient by the batch size in sentences (128), not by tokens.
-        divisor = batch.size if t.loss_normalization == "sentences" else batch.num_tgt_tokens
+        with autocast(self.device, t.bf16, cache=self.captured is None):
+            loss_sum = self.model(src, src_lens, tgt_in, tgt_out, label_smoothing=t.label_smoothing)
         (loss_sum / divisor).backward()
         norm = clip_gradient_norm(self.parameters, t.clip_norm)
         bad = ~(torch.isfinite(norm) & torch.isfinite(loss_sum.detach()))
-        self.optimizer.found_inf = bad.float()
+        self.optimizer.found_inf = (bad | dry_run).float()
         self.optimizer.step()
+        if not dry_run:
+            self.nonfinite_in_a_row.mul_(bad).add_(bad.long())  # reset on a good step
+            self.nonfinite_total.add_(bad.long())
+        return torch.where(bad, 0.0, loss_sum.detach())
+
+    def divisor(self, batch) -> int:
+        # The paper divides the gradient by the batch size in sentences (128), not by tokens.
+        return batch.num_sentences if self.config.train.loss_normalization == "sentences" else batch.num_tgt_tokens
+
+    def train_step(self, batch) -> torch.Tensor:
+        """One eager step on a batch already on the device."""
+        loss = self.update(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, self.divisor(batch))
         self.optimizer.zero_grad(set_to_none=True)
-        self.nonfinite_in_a_row.mul_(bad).add_(bad.long())  # reset on a good step
-        self.nonfinite_total.add_(bad.long())
-        return torch.where(bad, 0.0, loss_sum.detach()), norm
+        return loss
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Path:
@@ -171,6 +189,8 @@ class Trainer:
         self._window = Window(self.device)
         while True:
             batches = self.sampler.epoch(self.state.epoch)
+            if self.captured is not None:
+                self._capture_shapes(batches)
             if self.state.batch_in_epoch == 0:
                 padding = self.sampler.padding_fraction(batches)
                 self.log.write(event="epoch", epoch=self.state.epoch, batches=len(batches),
@@ -182,8 +202,11 @@ class Trainer:
                 if epoch_progress >= t.epochs:
                     return f"trained {t.epochs} epochs"
                 self._lr = self.current_lr(epoch_progress)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr
+                if self.captured is not None:
+                    self.captured.set_lr(self._lr)
+                else:
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self._lr
                 self._step_on(batches[index])
                 self.state.step += 1
                 self.state.batch_in_epoch = index + 1
@@ -205,18 +228,42 @@ class Trainer:
             lr *= (self.state.step + 1) / t.warmup_steps
         return lr
 
+    def _batch(self, indices):
+        """The padded batch for these sentences, pinned on CUDA so its copy overlaps the previous step."""
+        if isinstance(self.sampler, StaticShapeSampler):
+            rows, _, width = self.sampler.shape(indices)
+            batch = collate(self.train_data, indices, rows=rows, tgt_width=width)
+        else:
+            batch = collate(self.train_data, indices)
+        return batch.pin_memory() if self.device.type == "cuda" else batch
+
+    def _capture_shapes(self, batches) -> None:
+        """Capture a step graph for every batch shape of this epoch not captured yet."""
+        first_of_shape = {}
+        for indices in batches:
+            rows, length, width = self.sampler.shape(indices)
+            first_of_shape.setdefault((rows, length, rows, width), indices)  # CapturedSteps.key of its batch
+        new = [indices for key, indices in first_of_shape.items() if key not in self.captured.graphs]
+        if not new:
+            return
+        started = time.time()
+        for indices in new:
+            self.captured.capture(self._batch(indices))
+        self.progress.message(f"captured {len(new)} CUDA graphs (one per batch shape) in {time.time() - started:.1f} s")
+        self._window.restart_clock()
+
     def _step_on(self, indices) -> None:
-        """Collate, copy to the device and train on one batch; a batch that runs out of GPU memory is skipped."""
-        batch = collate(self.train_data, indices)
-        if self.device.type == "cuda":  # pinned memory lets the copy overlap the previous step
-            batch = batch.pin_memory()
-        batch = batch.to(self.device, non_blocking=True)
+        """Train on one batch; a batch that runs out of GPU memory is skipped."""
+        batch = self._batch(indices)
         try:
-            step_loss, _ = self.train_step(batch)
+            if self.captured is not None:
+                step_loss = self.captured(batch, self.divisor(batch))
+            else:
+                step_loss = self.train_step(batch.to(self.device, non_blocking=True))
         except torch.OutOfMemoryError:
             # Skip, rather than split: the batch's sentences come back next epoch, and the step
             # count (and so the schedule and resume position) stays the same as without the error.
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=self.captured is None)
             torch.cuda.empty_cache()
             self.state.oom_steps += 1
             self.progress.message(f"warning: step {self.state.step + 1} skipped: a batch of {batch.size} sentences "
