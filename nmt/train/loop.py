@@ -169,7 +169,7 @@ class Trainer:
                               f"{len(self.train_data):,} training pairs, run folder {self.run_dir}")
         previous = self._catch_signals()
         try:
-            stop = self._loop()
+            stop = self.train_steps()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -183,7 +183,8 @@ class Trainer:
                                       f"continue with nmt train --resume {self.run_dir}", 128 + self.stop_signal)
         return self.run_dir
 
-    def _loop(self) -> str:
+    def train_steps(self) -> str:
+        """Updates until the epochs, a budget or a signal stop them; returns why. No final save."""
         t = self.config.train
         self._last_saved = self.state.step if self.state.step else None
         self._window = Window(self.device)
