@@ -1,11 +1,14 @@
-"""Train from a config, translate the test split, score it, and write one JSON record.
+"""Train from a config (or take trained checkpoints), translate test sets, score, write one JSON record.
 
-    python scripts/quality_run.py --config configs/tatoeba-en-fr.yaml --name tatoeba-en-fr \
-        --set train.max_minutes=5 --out benchmarks/results/tatoeba-en-fr.json --commit $(git rev-parse HEAD)
+    python scripts/quality_run.py --config configs/multi30k-en-de.yaml --name multi30k-en-de \
+        --out benchmarks/results/multi30k-en-de.json --commit $(git rev-parse HEAD) --lowercase-too
+    python scripts/quality_run.py --config configs/multi30k-en-de.yaml --name ensemble-5 \
+        --eval-only runs/a/best runs/b/best runs/c/best --out ...        # an ensemble, no training
 
-The record holds the command, commit, device, torch version, the training throughput read from
-the run's log.jsonl, dev scores, and test BLEU/chrF with sacreBLEU's signatures (default cased
-and detokenized; with --lowercase-too also lowercased, as older papers report).
+The record holds the command, commit, device, torch version, training throughput read from the
+run's log.jsonl, dev scores, and BLEU/chrF on the prepared test split (and on any --extra-test)
+with sacreBLEU's signatures: default cased and detokenized; with --lowercase-too also lowercased
+(13a-tokenized), the way older Multi30k papers report.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ from pathlib import Path
 
 import torch
 
-from nmt.config import load_config
-from nmt.data.prepare import prepare
-from nmt.decode.translate import Translator
-from nmt.evaluate import score
-from nmt.files import write_atomically
-from nmt.train.loop import train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nmt.config import load_config  # noqa: E402
+from nmt.data.corpus import read_parallel  # noqa: E402
+from nmt.data.prepare import prepare  # noqa: E402
+from nmt.decode.translate import Translator  # noqa: E402
+from nmt.evaluate import score  # noqa: E402
+from nmt.files import write_atomically  # noqa: E402
+from nmt.train.loop import train  # noqa: E402
 
 
 def throughput(run_dir: Path) -> dict:
-    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     train_events = [e for e in events if e["event"] == "train"][1:]  # the first window holds warm-up
-    valid = [e for e in events if e["event"] == "valid"]
     epochs = [e for e in events if e["event"] == "epoch"]
     rates = [e["tgt_tokens_per_second"] for e in train_events]
     return {
@@ -40,8 +45,20 @@ def throughput(run_dir: Path) -> dict:
         "peak_memory_gib": max((e.get("peak_memory_gib", 0) for e in train_events), default=None),
         "padding_fraction_epoch0": epochs[0]["padding_fraction"] if epochs else None,
         "epochs_trained": train_events[-1]["epoch"] if train_events else None,
-        "dev": valid,
+        "dev": [e for e in events if e["event"] == "valid"],
     }
+
+
+def evaluate(translator: Translator, sources, references, *, beam: int, batch_size: int, lowercase_too: bool,
+             save_to: Path | None = None) -> dict:
+    started = time.time()
+    outputs = [h[0][0] for h in translator.translate(sources, beam=beam, batch_size=batch_size)]
+    result = {"beam": beam, "decode_seconds": round(time.time() - started, 1), **score(outputs, references).as_dict()}
+    if lowercase_too:
+        result["lowercased"] = score(outputs, references, lowercase=True).as_dict()
+    if save_to is not None:
+        write_atomically(save_to, "".join(line + "\n" for line in outputs))
+    return result
 
 
 def main(argv=None) -> None:
@@ -51,52 +68,47 @@ def main(argv=None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--commit", default="unknown")
-    parser.add_argument("--beam", type=int, default=None, help="test beam [decode.beam]")
-    parser.add_argument("--lowercase-too", action="store_true", help="also score lowercased, tokenized (13a)")
+    parser.add_argument("--beams", default=None, help="comma-separated test beams [decode.beam]")
+    parser.add_argument("--lowercase-too", action="store_true", help="also score lowercased")
+    parser.add_argument("--extra-test", action="append", default=[], help="name=PREFIX of another test set")
+    parser.add_argument("--eval-only", nargs="+", default=None, help="checkpoints to evaluate (several: an ensemble)")
     args = parser.parse_args(argv)
 
     config = load_config(args.config, args.overrides)
-    if not (Path(config.data.prepared) / "manifest.json").exists():
-        prepare(config.data, config.data.prepared)
-    started = time.time()
-    run_dir = train(config)
-    train_wall = time.time() - started
-    trainer = json.loads((run_dir / "last" / "trainer.json").read_text())
-
+    record = {"name": args.name, "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+              "commit": args.commit, "torch": torch.__version__,
+              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+              "config": config.to_dict()}
+    if args.eval_only:
+        checkpoints = args.eval_only
+    else:
+        if not (Path(config.data.prepared) / "manifest.json").exists():
+            prepare(config.data, config.data.prepared)
+        started = time.time()
+        run_dir = train(config)
+        trainer = json.loads((run_dir / "last" / "trainer.json").read_text())
+        record.update(train_wall_seconds=round(time.time() - started, 1), steps=trainer["step"],
+                      tgt_tokens_trained=trainer["tgt_tokens"], best_step=trainer["best_step"], **throughput(run_dir))
+        checkpoints = [run_dir / "best"]
+    translator = Translator.load(checkpoints, config.train.device)
     prepared = Path(config.data.prepared)
-    sources = (prepared / "test.src.txt").read_text(encoding="utf-8").splitlines()
-    references = (prepared / "test.tgt.txt").read_text(encoding="utf-8").splitlines()
-    translator = Translator.load(run_dir / "best", config.train.device)
-    beam = args.beam or config.decode.beam
-    started = time.time()
-    outputs = [h[0][0] for h in translator.translate(sources, beam=beam, batch_size=config.decode.batch_size)]
-    decode_seconds = time.time() - started
-    write_atomically(run_dir / "test.hyp", "".join(line + "\n" for line in outputs))
-    test = score(outputs, references).as_dict()
-    record = {
-        "name": args.name,
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "commit": args.commit,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "config": config.to_dict(),
-        "train_wall_seconds": round(train_wall, 1),
-        "steps": trainer["step"],
-        "tgt_tokens_trained": trainer["tgt_tokens"],
-        "best_step": trainer["best_step"],
-        **throughput(run_dir),
-        "test_beam": beam,
-        "test_decode_seconds": round(decode_seconds, 1),
-        "test": test,
-    }
-    if args.lowercase_too:
-        record["test_lowercased"] = score([o.lower() for o in outputs], [r.lower() for r in references],
-                                          lowercase=True).as_dict()
+    tests = {"test": ((prepared / "test.src.txt").read_text(encoding="utf-8").splitlines(),
+                      (prepared / "test.tgt.txt").read_text(encoding="utf-8").splitlines())}
+    for extra in args.extra_test:
+        name, prefix = extra.split("=")
+        tests[name] = read_parallel(f"{prefix}.{config.data.src_lang}", f"{prefix}.{config.data.tgt_lang}")
+    beams = [int(b) for b in args.beams.split(",")] if args.beams else [config.decode.beam]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    record["tests"] = {name: [evaluate(translator, src, ref, beam=b, batch_size=config.decode.batch_size,
+                                       lowercase_too=args.lowercase_too,
+                                       save_to=out.with_name(f"{out.stem}.{name}.beam{b}.hyp"))
+                              for b in beams] for name, (src, ref) in tests.items()}
     write_atomically(out, json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: record[k] for k in ("name", "steps", "tgt_tokens_per_second_median", "train_wall_seconds")}))
-    print(f"test BLEU {test['bleu']} chrF {test['chrf']} ({test['bleu_signature']})")
+    for name, results in record["tests"].items():
+        for r in results:
+            low = f" | lowercased {r['lowercased']['bleu']}" if "lowercased" in r else ""
+            print(f"{args.name} {name} beam {r['beam']}: BLEU {r['bleu']} chrF {r['chrf']}{low}")
 
 
 if __name__ == "__main__":

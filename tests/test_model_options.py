@@ -149,3 +149,17 @@ def test_ensemble_of_one_is_the_model_and_averages_probabilities():
         assert math.isclose(float(both.decode_step(prev, both.encode(src, lens))[0].exp().sum(-1)[0]), 1.0, rel_tol=1e-5)
     [hyps] = beam_search(both, src[:1], lens[:1], beam=2, max_len_a=1, max_len_b=2)
     assert hyps
+
+
+def test_tied_weights_survive_a_checkpoint_round_trip(tmp_path):
+    from nmt.train.checkpoint import load_weights, unique_state
+    from safetensors.torch import save_file
+
+    model = make(seed=4, tie_embeddings=True, attention="dot")
+    stored = unique_state(model)
+    assert "output.weight" not in stored or "tgt_embed.weight" not in stored
+    save_file({k: v.contiguous() for k, v in stored.items()}, str(tmp_path / "model.safetensors"))
+    fresh = make(seed=5, tie_embeddings=True, attention="dot")
+    load_weights(fresh, tmp_path)
+    assert fresh.output.weight is fresh.tgt_embed.weight
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))

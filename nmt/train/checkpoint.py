@@ -117,7 +117,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in unique_state(model).items()}
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", "nmt_version": nmt.__version__})
         opt_tensors, opt_settings = optimizer_to_tensors(optimizer.state_dict())
         save_file({**opt_tensors, **rng_tensors()}, str(tmp / "trainer.safetensors"))
@@ -219,10 +219,21 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
                               f"the checkpoint is corrupt, use another one") from None
 
 
+def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without aliases: tied weights (one tensor under two names) are stored once."""
+    seen, unique = set(), {}
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        unique[name] = tensor
+    return unique
+
+
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
     """Load model.safetensors into `model`, naming every tensor that does not fit."""
     weights = load_tensors(folder / "model.safetensors")
-    expected = model.state_dict()
+    expected = unique_state(model)
     problems = [f"missing {k}" for k in expected if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in expected]
     problems += [f"{k} is {tuple(weights[k].shape)} but the model has {tuple(v.shape)}"
@@ -230,4 +241,4 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise CheckpointError(f"{folder} was made for another architecture: {shown}")
-    model.load_state_dict(weights)
+    model.load_state_dict(weights, strict=False)  # the aliases of tied weights follow their owner
