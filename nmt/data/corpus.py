@@ -30,11 +30,17 @@ def decode_utf8(data: bytes, path: Path | str) -> str:
 
 
 def clean_line(line: str) -> str:
-    """Drop control characters (tabs become spaces) and fold runs of white space."""
+    """One line as the toolkit sees it: white space folded, control characters and BOMs gone.
+
+    Every white-space character (tab, a stray carriage return, U+2028, no-break space ...) is a
+    word boundary, so it becomes a space rather than gluing two words together; other control
+    characters (NUL, ESC, DEL, C1 codes) and byte-order marks (U+FEFF, e.g. where files with a BOM
+    were concatenated) are dropped; runs of spaces fold into one and the ends are trimmed.
+    """
     if line.isprintable():
         return " ".join(line.split())
-    chars = [" " if ch in "\t\v\f\x85\u2028\u2029" else ch for ch in line]
-    kept = "".join(ch for ch in chars if unicodedata.category(ch) != "Cc")
+    kept = "".join(" " if ch.isspace() else ch for ch in line
+                   if ch.isspace() or (ch != BOM and unicodedata.category(ch) != "Cc"))
     return " ".join(kept.split())
 
 

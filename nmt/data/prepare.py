@@ -93,7 +93,13 @@ def _read_splits(cfg: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
         prefix = getattr(cfg, split)
         if prefix is None:
             continue
-        src, tgt = read_parallel(*corpus_paths(prefix, cfg.src_lang, cfg.tgt_lang))
+        paths = corpus_paths(prefix, cfg.src_lang, cfg.tgt_lang)
+        src, tgt = read_parallel(*paths)
+        if split == "train":
+            for path, lines in zip(paths, (src, tgt)):
+                if not any(lines):
+                    raise DataError(f"{path} holds no text, only {len(lines)} empty line(s) (after removing "
+                                    f"control characters): a training corpus needs one sentence per line")
         if cfg.lowercase:
             src, tgt = [s.lower() for s in src], [t.lower() for t in tgt]
         texts[split] = (src, tgt)

@@ -110,7 +110,8 @@ class Trainer:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         # The fused SGD step reads `found_inf` (the protocol torch's GradScaler uses) and skips the
         # update on the device when it is set: no host round trip to check every step.
-        self.optimizer = make_optimizer(self.parameters, t)
+        self.optimizer = make_optimizer(self.parameters, t,
+                                        capturable=t.cuda_graphs and self.device.type == "cuda")
         self.nonfinite_in_a_row = torch.zeros((), dtype=torch.long, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_signal: Optional[int] = None
@@ -408,10 +409,13 @@ class Trainer:
                                      if f.name in trainer})
 
 
-def make_optimizer(parameters, t) -> torch.optim.Optimizer:
-    """The paper's SGD without momentum, or Adam. Both fused: they honour `found_inf` on the device."""
+def make_optimizer(parameters, t, *, capturable: bool = False) -> torch.optim.Optimizer:
+    """The paper's SGD without momentum, or Adam. Both fused: they honour `found_inf` on the device.
+
+    `capturable` (Adam inside CUDA graphs) keeps its step count on the device.
+    """
     if t.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=t.lr, betas=tuple(t.adam_betas), fused=True)
+        return torch.optim.Adam(parameters, lr=t.lr, betas=tuple(t.adam_betas), fused=True, capturable=capturable)
     return torch.optim.SGD(parameters, lr=t.lr, fused=True)
 
 

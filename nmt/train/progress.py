@@ -25,16 +25,13 @@ class Progress:
         self.first_step: int | None = None
 
     def update(self, *, step: int, epoch: float, loss: float, lr: float, tokens_per_second: float) -> None:
-        if self.first_step is None:
-            self.first_step = step
+        if self.first_step is None:  # the pace is measured from the first report on, after start-up
+            self.first_step, self.started = step, time.time()
         eta = ""
-        if self.total_steps:
-            done = max(step - self.first_step, 1)
-            remaining = (time.time() - self.started) / done * (self.total_steps - step)
+        head = f"step {step}/{self.total_steps}" if self.total_steps else f"step {step}"
+        if self.total_steps and step > self.first_step:
+            remaining = (time.time() - self.started) / (step - self.first_step) * (self.total_steps - step)
             eta = f" | ETA {_duration(remaining)}"
-            head = f"step {step}/{self.total_steps}"
-        else:
-            head = f"step {step}"
         line = (f"{head} | epoch {epoch:.2f} | loss {loss:.3f} | lr {lr:.4g} | "
                 f"{tokens_per_second:,.0f} tgt tok/s{eta}")
         if self.interactive:
