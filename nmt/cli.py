@@ -16,7 +16,7 @@ import typer
 
 from nmt.errors import NmtError, USAGE
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014).")
 
 
