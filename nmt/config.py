@@ -94,6 +94,11 @@ class TrainConfig:
     static_shapes: bool = False
     tgt_multiple: int = 2
     cuda_graphs: bool = False  # needs static_shapes; ignored on the CPU
+    # The paper's layer pipeline: encoder and decoder layer k on devices[k] (or the layers spread
+    # in blocks over fewer devices); the softmax split by vocabulary over softmax_devices.
+    devices: tuple[str, ...] = ()
+    softmax_devices: tuple[str, ...] = ()
+    pipeline_chunk: int = 8  # time steps per chunk of the wavefront
     # The paper divides the summed gradient by the batch size (128 sentences).
     loss_normalization: Literal["sentences", "tokens"] = "sentences"
     label_smoothing: float = 0.0
@@ -316,6 +321,15 @@ def validate(config: Config) -> None:
     _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
              "config key 'train.adam_betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]")
     _require(not t.cuda_graphs or t.static_shapes, "train.cuda_graphs needs train.static_shapes: true")
+    if t.devices or t.softmax_devices:
+        _require(m.attention == "none" and not m.bidirectional and not m.bridge and not m.tie_embeddings,
+                 "the layer pipeline (train.devices) takes the paper's model: no attention, bidirectional "
+                 "encoder, bridge or tied embeddings")
+        _require(not t.devices or t.static_shapes, "train.devices needs train.static_shapes: true (one source "
+                 "length per batch, so the wavefront needs no packing)")
+        _require(not t.cuda_graphs, "train.devices and train.cuda_graphs cannot be combined yet")
+        _require(t.pipeline_chunk > 0, "config key 'train.pipeline_chunk' must be positive")
+        _require(bool(t.devices), "train.softmax_devices needs train.devices (the layer pipeline)")
     _require(t.warmup_steps >= 0, "config key 'train.warmup_steps' must be 0 or more")
     _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")

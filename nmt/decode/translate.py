@@ -80,7 +80,7 @@ class Translator:
             elif (src_tok.checksum, tgt_tok.checksum) != (first[1].checksum, first[2].checksum):
                 raise CheckpointError(f"{folder} uses other tokenizers than {paths[0]}: "
                                       f"an ensemble needs models trained on the same prepared data")
-            model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+            model = build_model(config, src_tok.vocab_size, tgt_tok.vocab_size)
             checkpoint.load_weights(model, folder)
             models.append(model.to(device_).eval())
         config, src_tok, tgt_tok = first

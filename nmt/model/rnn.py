@@ -8,7 +8,7 @@ Options, all off for the paper's model:
   residual        layer k >= 2 adds its input to its output
 
 Without residual connections or variational dropout the whole stack is one cuDNN call; otherwise
-it runs layer by layer. States use torch's layout: (layers * directions, B, hidden / directions).
+it runs layer by layer (as it must when its layers sit on different GPUs). States use torch's layout: (layers * directions, B, hidden / directions).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ def sequence_dropout_mask(batch: int, size: int, p: float, like: torch.Tensor) -
 
 class StackedRNN(nn.Module):
     def __init__(self, *, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool = False,
-                 dropout: float = 0.0, variational: bool = False, residual: bool = False):
+                 dropout: float = 0.0, variational: bool = False, residual: bool = False, per_layer: bool = False):
         super().__init__()
         rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.is_lstm = cell == "lstm"
         self.directions = 2 if bidirectional else 1
         self.hidden, self.num_layers = hidden, layers
         self.dropout, self.variational, self.residual = dropout, variational, residual
-        self.fused = not residual and not variational
+        self.fused = not residual and not variational and not per_layer  # per_layer: for the layer pipeline
         per_direction = hidden // self.directions
         if self.fused:
             self.rnn = rnn_class(input_size, per_direction, layers, batch_first=True, bidirectional=bidirectional,
@@ -74,12 +74,17 @@ class StackedRNN(nn.Module):
                                c[i * per_layer:(i + 1) * per_layer] if c is not None else None)
             if i > 0:
                 x = self._drop_between(x, masks[i - 1])
+            device = layer.weight_hh_l0.device  # a layer pipeline puts layers on several devices
+            x = x.to(device)
+            if layer_state is not None:
+                layer_state = tuple(s.to(device) if s is not None else None for s in layer_state)
             out, (h_i, c_i) = self._run(layer, x, lengths, layer_state)
             x = out + x if self.residual and i > 0 else out
             finals_h.append(h_i)
             finals_c.append(c_i)
-        c_all = torch.cat(finals_c) if self.is_lstm else None
-        return x, (torch.cat(finals_h), c_all)
+        home = finals_h[0].device
+        c_all = torch.cat([c.to(home) for c in finals_c]) if self.is_lstm else None
+        return x, (torch.cat([h.to(home) for h in finals_h]), c_all)
 
     def _drop_between(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if mask is not None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from nmt.data.tokenizer import PAD
 from nmt.model.attention import Attention
+from nmt.model.pipeline import SplitOutput, spread, wavefront
 from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 
 
@@ -68,13 +69,15 @@ class Seq2Seq(nn.Module):
                  cell: str = "lstm", reverse_source: bool = True, init_range: float = 0.08,
                  bidirectional: bool = False, bridge: bool = False, attention: str = "none",
                  input_feeding: bool = False, dropout: float = 0.0, embed_dropout: float = 0.0,
-                 variational_dropout: bool = False, residual: bool = False, tie_embeddings: bool = False):
+                 variational_dropout: bool = False, residual: bool = False, tie_embeddings: bool = False,
+                 per_layer: bool = False, output_parts: int = 1):
         super().__init__()
         self.reverse_source, self.attention_kind, self.input_feeding = reverse_source, attention, input_feeding
         self.layers, self.hidden, self.is_lstm = layers, hidden, cell == "lstm"
         self.dropout, self.embed_dropout, self.variational = dropout, embed_dropout, variational_dropout
         rnn = dict(cell=cell, hidden=hidden, layers=layers, dropout=dropout, variational=variational_dropout,
-                   residual=residual)
+                   residual=residual, per_layer=per_layer)
+        self.pipeline: Optional[tuple[list[torch.device], int]] = None  # set by place()
 
         self.src_embed = nn.Embedding(src_vocab_size, embed, padding_idx=PAD)
         self.encoder = StackedRNN(input_size=embed, bidirectional=bidirectional, **rnn)
@@ -87,7 +90,8 @@ class Seq2Seq(nn.Module):
         if attention != "none":
             self.attention = Attention(attention, hidden, hidden)
             self.combine = nn.Linear(2 * hidden, hidden, bias=False)  # o_t = tanh(W_c [c_t; h_t])
-        self.output = nn.Linear(hidden, tgt_vocab_size)
+        self.output = nn.Linear(hidden, tgt_vocab_size) if output_parts == 1 else SplitOutput(hidden, tgt_vocab_size,
+                                                                                              output_parts)
         self.reset_parameters(init_range)
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight  # needs embed == hidden (checked by the config)
@@ -189,18 +193,64 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src, src_lens, tgt_in, tgt_out, label_smoothing: float = 0.0) -> torch.Tensor:
         """Summed cross-entropy over the real target tokens (padding ignored), as a scalar."""
-        logits = self.output(self.decode_all(tgt_in, self.encode(src, src_lens)))  # (B, T, V)
+        if self.pipeline is not None and src_lens is None:  # static shapes: no packing, so a wavefront
+            hidden = self._pipelined_hidden(src, tgt_in)
+        else:
+            hidden = self.decode_all(tgt_in, self.encode(src, src_lens))  # (B, T, H)
+        if isinstance(self.output, SplitOutput):
+            return self.output.loss(hidden.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD,
+                                    label_smoothing=label_smoothing)
+        logits = self.output(hidden)  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=PAD,
                                reduction="sum", label_smoothing=label_smoothing)
 
+    # --- the paper's multi-GPU layout ---------------------------------------------------------
+    def place(self, layer_devices: list[str], softmax_devices: list[str] = (), chunk: int = 8) -> "Seq2Seq":
+        """Put encoder and decoder layer k on layer_devices' k-th device (the embeddings with the
+        first layer) and the output slices on softmax_devices (default: the last layer's)."""
+        if self.encoder.fused or self.attention_kind != "none" or self.encoder.directions != 1:
+            raise ValueError("the layer pipeline takes the paper's model built with per_layer=True")
+        devices = spread(list(layer_devices), self.layers)
+        self.src_embed.to(devices[0])
+        self.tgt_embed.to(devices[0])
+        for k, device in enumerate(devices):
+            self.encoder.layers[k].to(device)
+            self.decoder.layers[k].to(device)
+        out_devices = [torch.device(d) for d in softmax_devices] or [devices[-1]]
+        slices = self.output.slices if isinstance(self.output, SplitOutput) else [self.output]
+        for i, layer in enumerate(slices):
+            layer.to(out_devices[i * len(out_devices) // len(slices)])
+        self.pipeline = (devices, chunk)
+        return self
 
-def build_model(model_config, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    """The one place that maps a `ModelConfig` onto the model's keyword arguments."""
-    m = model_config
+    def _pipelined_hidden(self, src, tgt_in) -> torch.Tensor:
+        """Encoder and decoder as wavefronts over the layers' devices; (B, T, H) on the last one.
+
+        Batches with padded sources (evaluation) take the layer-by-layer path instead.
+        """
+        devices, chunk = self.pipeline
+        src = reverse_padded(src, None) if self.reverse_source else src
+        embedded = self._drop(self.src_embed(src), self.embed_dropout)
+        options = dict(chunk=chunk, dropout=self.dropout, training=self.training)
+        _, finals = wavefront(self.encoder.layers, devices, embedded, [None] * self.layers, **options)
+        embedded = self._drop(self.tgt_embed(tgt_in), self.embed_dropout)
+        out, _ = wavefront(self.decoder.layers, devices, embedded, finals, **options)
+        return self._drop(out, self.dropout)
+
+
+def build_model(config, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The one place that maps a `Config` onto the model's keyword arguments.
+
+    A config with a layer pipeline (train.devices) builds the layer-by-layer variant, and one
+    with train.softmax_devices the split output layer, also when it is later loaded on one
+    device to translate: the weights' names follow the structure.
+    """
+    m, t = config.model, config.train
     return Seq2Seq(
         src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, embed=m.embed, hidden=m.hidden,
         layers=m.layers, cell=m.cell, reverse_source=m.reverse_source, init_range=m.init_range,
         bidirectional=m.bidirectional, bridge=m.bridge, attention=m.attention, input_feeding=m.input_feeding,
         dropout=m.dropout, embed_dropout=m.embed_dropout, variational_dropout=m.variational_dropout,
         residual=m.residual, tie_embeddings=m.tie_embeddings,
+        per_layer=bool(t.devices), output_parts=max(1, len(t.softmax_devices)),
     )

@@ -105,8 +105,14 @@ class Trainer:
         self.valid_refs = read_lines(prepared / "valid.tgt.txt", allow_empty=True)
 
         torch.manual_seed(t.seed)  # the initial weights depend on the seed alone, not the device
-        self.model = build_model(config.model, self.manifest["src_vocab_size"], self.manifest["tgt_vocab_size"])
-        self.model.to(self.device)
+        self.model = build_model(config, self.manifest["src_vocab_size"], self.manifest["tgt_vocab_size"])
+        if t.devices:  # the paper's layout: layers (and softmax slices) over several devices
+            for name in (*t.devices, *t.softmax_devices):
+                pick_device(name)
+            self.model.place(list(t.devices), list(t.softmax_devices), t.pipeline_chunk)
+            self.device = torch.device(t.devices[0])  # where batches and the embeddings go
+        else:
+            self.model.to(self.device)
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         # The fused SGD step reads `found_inf` (the protocol torch's GradScaler uses) and skips the
         # update on the device when it is set: no host round trip to check every step.

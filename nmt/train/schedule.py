@@ -26,7 +26,12 @@ def clip_gradient_norm(parameters, max_norm: float) -> torch.Tensor:
     norm is a tensor.
     """
     grads = [p.grad for p in parameters if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    home = grads[0].device  # with a layer pipeline the gradients live on several devices
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()).to(home) for g in grads]))
     scale = torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm))
-    torch._foreach_mul_(grads, scale.to(grads[0].dtype))
+    by_device: dict = {}
+    for g in grads:
+        by_device.setdefault(g.device, []).append(g)
+    for device, group in by_device.items():
+        torch._foreach_mul_(group, scale.to(device=device, dtype=group[0].dtype))
     return norm
