@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -103,7 +104,11 @@ def train_command(
         from nmt.train.loop import train
 
         run_dir = train(cfg)
-    typer.echo(f"done: checkpoints in {run_dir} (best: {run_dir / 'best'})")
+    from nmt.train.distributed import leave
+
+    leave()
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"done: checkpoints in {run_dir} (best: {run_dir / 'best'})")
 
 
 @app.command()

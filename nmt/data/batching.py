@@ -108,9 +108,12 @@ def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: 
     src_ids, src_offsets = data.sides["src"]
     tgt_ids, tgt_offsets = data.sides["tgt"]
     src_lens, tgt_lens = data.src_lens[indices], data.tgt_lens[indices]
+    count = len(indices)
+    if count == 0:  # only filler rows: a process of a data-parallel job whose share is empty
+        empty = torch.full((rows or 1, tgt_width or 1), PAD, dtype=torch.long)
+        return Batch(torch.full((rows or 1, 1), PAD, dtype=torch.long), None, empty, empty.clone(), 0, 0)
     if int(src_lens.min()) == 0:
         raise DataError("a batch holds an empty source sentence: run nmt preprocess again (it drops them)")
-    count = len(indices)
     rows = rows or count
     width = tgt_width or int(tgt_lens.max()) + 1
     if width < int(tgt_lens.max()) + 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Optional
 
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 
 from nmt.config import Config, config_from_dict, apply_overrides
 from nmt.data.batching import BucketSampler, ParallelData, StaticShapeSampler, collate
@@ -34,6 +36,7 @@ from nmt.errors import CheckpointError, ConfigError, DataError, NmtError, Traini
 from nmt.evaluate import score
 from nmt.model import build_model
 from nmt.train import checkpoint
+from nmt.train.distributed import World, join
 from nmt.train.graphs import CapturedSteps
 from nmt.train.progress import JsonlLog, Progress
 from nmt.train.schedule import clip_gradient_norm, learning_rate
@@ -52,19 +55,22 @@ class Window:
 
     def __init__(self, device: torch.device):
         self.loss = torch.zeros((), device=device)
-        self.tokens = 0
+        self.tokens = self.all_tokens = 0
         self.restart_clock()
 
-    def add(self, loss: torch.Tensor, tokens: int) -> None:
-        self.loss += loss
+    def add(self, loss: torch.Tensor, tokens: int, all_tokens: int) -> None:
+        """`tokens`: this process's target tokens (what `loss` sums over); `all_tokens`: every process's."""
+        self.loss += loss.to(self.loss.device)
         self.tokens += tokens
+        self.all_tokens += all_tokens
 
-    def take(self) -> tuple[float, int]:
-        loss, tokens = self.loss.item(), self.tokens
+    def take(self) -> tuple[float, int, int]:
+        """(summed loss, its tokens, all processes' tokens) since the last take."""
+        loss, tokens, all_tokens = self.loss.item(), self.tokens, self.all_tokens
         self.loss.zero_()
-        self.tokens = 0
+        self.tokens = self.all_tokens = 0
         self.restart_clock()
-        return loss, tokens
+        return loss, tokens, all_tokens
 
     def seconds(self) -> float:
         return time.time() - self.started
@@ -95,7 +101,7 @@ class Trainer:
         self.config = config
         t = config.train
         self.run_dir = Path(t.run_dir)
-        self.device = pick_device(t.device)
+        self.world, self.device = join(t.device)  # a torchrun process group, or one process alone
         prepared = Path(config.data.prepared)
         self.manifest = read_manifest(prepared)
         self.tokenizer_files = tokenizer_files(prepared)
@@ -113,6 +119,15 @@ class Trainer:
             self.device = torch.device(t.devices[0])  # where batches and the embeddings go
         else:
             self.model.to(self.device)
+        self.forward = self.model  # what the training step calls; DistributedDataParallel under torchrun
+        if self.world.size > 1:
+            if t.devices or t.cuda_graphs:
+                raise ConfigError("torchrun data parallelism cannot be combined with train.devices or "
+                                  "train.cuda_graphs yet: drop them from the config")
+            if t.static_shapes and t.batch_size % self.world.size:
+                raise ConfigError(f"train.batch_size {t.batch_size} must divide evenly over {self.world.size} processes")
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         # The fused SGD step reads `found_inf` (the protocol torch's GradScaler uses) and skips the
         # update on the device when it is set: no host round trip to check every step.
@@ -134,8 +149,9 @@ class Trainer:
             self._restore(resume_from)
         if t.cuda_graphs and self.device.type == "cuda":
             self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device)
-        self.progress = Progress(self._planned_steps(), stream)
-        self.log = JsonlLog(self.run_dir / "log.jsonl")
+        # Only the first process reports and writes; the others train quietly.
+        self.progress = Progress(self._planned_steps(), stream if self.world.main else open(os.devnull, "w"))
+        self.log = JsonlLog(self.run_dir / "log.jsonl" if self.world.main else None)
 
     # --- one update -----------------------------------------------------------------------
     def update(self, src, src_lens, tgt_in, tgt_out, divisor, dry_run: bool = False) -> torch.Tensor:
@@ -148,10 +164,14 @@ class Trainer:
         """
         t = self.config.train
         with autocast(self.device, t.bf16, cache=self.captured is None):
-            loss_sum = self.model(src, src_lens, tgt_in, tgt_out, label_smoothing=t.label_smoothing)
+            loss_sum = self.forward(src, src_lens, tgt_in, tgt_out, label_smoothing=t.label_smoothing)
         (loss_sum / divisor).backward()
         norm = clip_gradient_norm(self.parameters, t.clip_norm)
-        bad = ~(torch.isfinite(norm) & torch.isfinite(loss_sum.detach()))
+        # Under torchrun the gradient (and so its norm) is the same on every rank, the loss is not:
+        # every rank must take the same decision, so only the norm decides there.
+        bad = ~torch.isfinite(norm)
+        if self.world.size == 1:
+            bad |= ~torch.isfinite(loss_sum.detach().to(norm.device))
         self.optimizer.found_inf = (bad | dry_run).float()
         self.optimizer.step()
         if not dry_run:
@@ -159,13 +179,16 @@ class Trainer:
             self.nonfinite_total.add_(bad.long())
         return torch.where(bad, 0.0, loss_sum.detach())
 
-    def divisor(self, batch) -> int:
-        # The paper divides the gradient by the batch size in sentences (128), not by tokens.
-        return batch.num_sentences if self.config.train.loss_normalization == "sentences" else batch.num_tgt_tokens
+    def divisor(self, indices) -> float:
+        """What the summed loss is divided by: the global batch's sentences (the paper: 128) or
+        target tokens, over the number of processes (DDP averages their gradients)."""
+        if self.config.train.loss_normalization == "sentences":
+            return len(indices) / self.world.size
+        return float(self.train_data.tgt_lens[indices].sum() + len(indices)) / self.world.size
 
-    def train_step(self, batch) -> torch.Tensor:
+    def train_step(self, batch, divisor: float) -> torch.Tensor:
         """One eager step on a batch already on the device."""
-        loss = self.update(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, self.divisor(batch))
+        loss = self.update(batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, divisor)
         self.optimizer.zero_grad(set_to_none=True)
         return loss
 
@@ -237,12 +260,16 @@ class Trainer:
         return lr
 
     def _batch(self, indices):
-        """The padded batch for these sentences, pinned on CUDA so its copy overlaps the previous step."""
+        """This process's share of a batch, padded, and pinned on CUDA so its copy overlaps the
+        previous step. Alone, the share is the whole batch."""
+        share = indices[self.world.rank::self.world.size]
         if isinstance(self.sampler, StaticShapeSampler):
             rows, _, width = self.sampler.shape(indices)
-            batch = collate(self.train_data, indices, rows=rows, tgt_width=width)
+            batch = collate(self.train_data, share, rows=rows // self.world.size, tgt_width=width)
+        elif len(share) == 0:  # a batch smaller than the world: this rank trains on one empty row
+            batch = collate(self.train_data, share, rows=1, tgt_width=1)
         else:
-            batch = collate(self.train_data, indices)
+            batch = collate(self.train_data, share)
         return batch.pin_memory() if self.device.type == "cuda" else batch
 
     def _capture_shapes(self, batches) -> None:
@@ -265,9 +292,9 @@ class Trainer:
         batch = self._batch(indices)
         try:
             if self.captured is not None:
-                step_loss = self.captured(batch, self.divisor(batch))
+                step_loss = self.captured(batch, self.divisor(indices))
             else:
-                step_loss = self.train_step(batch.to(self.device, non_blocking=True))
+                step_loss = self.train_step(batch.to(self.device, non_blocking=True), self.divisor(indices))
         except torch.OutOfMemoryError:
             # Skip, rather than split: the batch's sentences come back next epoch, and the step
             # count (and so the schedule and resume position) stays the same as without the error.
@@ -278,8 +305,9 @@ class Trainer:
                                   f"x {batch.tgt_in.size(1)} target tokens did not fit in GPU memory "
                                   f"({self.state.oom_steps} skipped so far; lower train.batch_size or data.max_len)")
             return
-        self._window.add(step_loss, batch.num_tgt_tokens)
-        self.state.tgt_tokens += batch.num_tgt_tokens
+        global_tokens = int(self.train_data.tgt_lens[indices].sum()) + len(indices)
+        self._window.add(step_loss, batch.num_tgt_tokens, global_tokens)
+        self.state.tgt_tokens += global_tokens
 
     def _after_step(self, epoch_progress: float) -> None:
         t = self.config.train
@@ -289,8 +317,8 @@ class Trainer:
         if step % t.log_every == 0:
             seconds = self._window.seconds()
             self.state.train_seconds += seconds
-            loss, tokens = self._window.take()
-            self._report(loss / max(tokens, 1), self._lr, tokens / max(seconds, 1e-9), epoch_progress)
+            loss, tokens, all_tokens = self._window.take()
+            self._report(loss / max(tokens, 1), self._lr, all_tokens / max(seconds, 1e-9), epoch_progress)
         if step % t.eval_every == 0:
             self._evaluate_and_save()
             self._window.restart_clock()
@@ -325,6 +353,15 @@ class Trainer:
 
     def _budget_spent(self) -> Optional[str]:
         t = self.config.train
+        if self.world.size > 1:
+            # A signal or the clock may reach the ranks at different steps: they agree every
+            # log_every steps, so that all stop (and the first saves) at the same step.
+            if self.state.step % t.log_every:
+                return None
+            local = self.stop_signal is not None or (
+                t.max_minutes is not None and self.state.train_seconds + self._window.seconds() >= 60 * t.max_minutes)
+            if self.world.any(local, self.device):
+                self.stop_signal = self.stop_signal or signal.SIGTERM
         if self.stop_signal is not None:
             return f"received {signal.Signals(self.stop_signal).name}"
         if t.max_steps is not None and self.state.step >= t.max_steps:
@@ -395,6 +432,8 @@ class Trainer:
 
     def _save(self, *, best: bool, score: Optional[float] = None) -> None:
         self._last_saved = self.state.step
+        if not self.world.main:  # one writer: the first process
+            return
         checkpoint.save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
                                    trainer_state=dataclasses.asdict(self.state), config=self.config,
                                    tokenizer_files=self.tokenizer_files, score=score, best=best,
@@ -435,7 +474,8 @@ def start_run(config: Config) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create run folder {run_dir}: {e.strerror}") from None
-    write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the first process writes
+        write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return run_dir
 
 

@@ -48,10 +48,12 @@ class Progress:
 class JsonlLog:
     """Appends one JSON object per event to run_dir/log.jsonl."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path | None):
+        self.path = path  # None: write nothing (the other processes of a torchrun job)
 
     def write(self, **record) -> None:
+        if self.path is None:
+            return
         record.setdefault("time", round(time.time(), 3))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
