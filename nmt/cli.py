@@ -108,7 +108,9 @@ def train_command(
 
     leave()
     if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(f"done: checkpoints in {run_dir} (best: {run_dir / 'best'})")
+        # A run that never evaluated (eval_every beyond its last step) has `last` but no `best`.
+        best = run_dir / "best" if (run_dir / "best").exists() else run_dir / "last"
+        typer.echo(f"done: checkpoints in {run_dir} ({best.name}: {best})")
 
 
 @app.command()

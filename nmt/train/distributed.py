@@ -32,13 +32,13 @@ class World:
     def main(self) -> bool:
         return self.rank == 0
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank if `flag` is true on any (a collective: every rank must call it)."""
+    def any(self, flags: list[bool], device: torch.device) -> list[bool]:
+        """Each flag true on every rank if it is true on any (a collective: every rank must call it)."""
         if self.size == 1:
-            return flag
-        value = torch.tensor([float(flag)], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+            return list(flags)
+        values = torch.tensor([float(f) for f in flags], device=device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in values.tolist()]
 
 
 def join(device_name: str) -> tuple[World, torch.device]:

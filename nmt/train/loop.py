@@ -322,8 +322,8 @@ class Trainer:
         if step % t.eval_every == 0:
             self._evaluate_and_save()
             self._window.restart_clock()
-        elif step % t.save_every == 0 or self.stop_signal is not None:
-            self._save(best=False)
+        elif step % t.save_every == 0 or (self.stop_signal is not None and self.world.size == 1):
+            self._save(best=False)  # (under torchrun the ranks first agree to stop; run() then saves)
 
     def _check_nonfinite(self) -> None:
         """Read the device counters; stop before a diverged model is trained on any further."""
@@ -353,22 +353,23 @@ class Trainer:
 
     def _budget_spent(self) -> Optional[str]:
         t = self.config.train
-        if self.world.size > 1:
-            # A signal or the clock may reach the ranks at different steps: they agree every
-            # log_every steps, so that all stop (and the first saves) at the same step.
-            if self.state.step % t.log_every:
-                return None
-            local = self.stop_signal is not None or (
-                t.max_minutes is not None and self.state.train_seconds + self._window.seconds() >= 60 * t.max_minutes)
-            if self.world.any(local, self.device):
-                self.stop_signal = self.stop_signal or signal.SIGTERM
-        if self.stop_signal is not None:
-            return f"received {signal.Signals(self.stop_signal).name}"
         if t.max_steps is not None and self.state.step >= t.max_steps:
             return f"reached train.max_steps={t.max_steps}"
         if t.early_stopping_patience is not None and self.state.evals_since_best >= t.early_stopping_patience:
             return f"no better dev score in {t.early_stopping_patience} evaluations (train.early_stopping_patience)"
-        if t.max_minutes is not None and self.state.train_seconds + self._window.seconds() >= 60 * t.max_minutes:
+        out_of_time = t.max_minutes is not None and (
+            self.state.train_seconds + self._window.seconds() >= 60 * t.max_minutes)
+        if self.world.size > 1:
+            # A signal or the clock may reach the ranks at different steps: they agree every
+            # log_every steps, so that all of them stop (and the first saves) at the same step.
+            if self.state.step % t.log_every:
+                return None
+            signalled, out_of_time = self.world.any([self.stop_signal is not None, out_of_time], self.device)
+            if signalled:
+                self.stop_signal = self.stop_signal or signal.SIGTERM  # another rank got it
+        if self.stop_signal is not None:
+            return f"received {signal.Signals(self.stop_signal).name}"
+        if out_of_time:
             return f"reached train.max_minutes={t.max_minutes}"
         return None
 
