@@ -30,11 +30,8 @@ class ParallelData:
             ids_path, offsets_path = folder / f"{split}.{side}.ids.npy", folder / f"{split}.{side}.offsets.npy"
             if not ids_path.is_file() or not offsets_path.is_file():
                 raise DataError(f"{folder} has no '{split}' split ({ids_path.name} missing): run nmt preprocess with --{split}")
-            try:
-                ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
-                offsets = np.load(offsets_path, allow_pickle=False)
-            except ValueError as e:
-                raise DataError(f"{ids_path} is corrupt ({e}): run nmt preprocess again") from None
+            ids = _load_array(ids_path, mmap_mode="r")
+            offsets = _load_array(offsets_path)
             if offsets.ndim != 1 or offsets[-1] != len(ids):
                 raise DataError(f"{offsets_path} does not match {ids_path.name}: run nmt preprocess again")
             self.sides[side] = (ids, offsets)
@@ -49,6 +46,13 @@ class ParallelData:
     def sentence(self, side: str, index: int) -> np.ndarray:
         ids, offsets = self.sides[side]
         return ids[offsets[index]:offsets[index + 1]]
+
+
+def _load_array(path: Path, mmap_mode=None) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)  # never unpickles
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path} is corrupt ({str(e).splitlines()[0][:80]}): run nmt preprocess again") from None
 
 
 @dataclass

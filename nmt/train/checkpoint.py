@@ -14,6 +14,7 @@ ever unpickled on load.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -114,13 +115,13 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
     tmp = root / f".{folder_name}.tmp"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for stale in [*root.glob(".step-*.tmp"), *root.glob(".step-*.old")]:  # left by a crash
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         weights = {k: v.detach().cpu().contiguous() for k, v in unique_state(model).items()}
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt", "nmt_version": nmt.__version__})
+        _save_tensors(weights, tmp / "model.safetensors", {"format": "pt", "nmt_version": nmt.__version__})
         opt_tensors, opt_settings = optimizer_to_tensors(optimizer.state_dict())
-        save_file({**opt_tensors, **rng_tensors()}, str(tmp / "trainer.safetensors"))
+        _save_tensors({**opt_tensors, **rng_tensors()}, tmp / "trainer.safetensors")
         write_json(tmp / "trainer.json", {**trainer_state, "score": score, "optimizer": opt_settings})
         write_json(tmp / "config.json", config.to_dict())
         src_model, tgt_model = tokenizer_files
@@ -137,18 +138,26 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         if final.exists():
-            shutil.rmtree(final)
+            _remove(final)
         tmp.rename(final)
         _fsync_dir(root)
         for link in ("last",) + (("best",) if best else ()):
             _point(run_dir / link, Path(CHECKPOINTS) / folder_name)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        where = e.filename or root
+        where = e.filename or tmp
         raise TrainingError(f"could not write a checkpoint to {where}: {e.strerror}; "
                             f"free space or fix permissions, then resume with nmt train --resume {run_dir}") from None
     _prune(run_dir, keep_best)
     return final
+
+
+def _save_tensors(tensors: dict, path: Path, metadata: Optional[dict] = None) -> None:
+    """safetensors' save_file, with a failed write (a full disk, say) as an OSError naming the file."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        raise OSError(errno.EIO, str(e).splitlines()[0], str(path)) from None
 
 
 def _point(link: Path, target: Path) -> None:
@@ -173,7 +182,17 @@ def _prune(run_dir: Path, keep_best: int) -> None:
     keep |= {folder.resolve() for _, _, folder in sorted(scored, reverse=True)[:keep_best]}
     for folder in (run_dir / CHECKPOINTS).glob("step-*"):
         if folder.resolve() not in keep:
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove(folder)
+
+
+def _remove(folder: Path) -> None:
+    """Delete a checkpoint folder so that a crash half way leaves no half checkpoint named like
+    one: rename it to a hidden name first (the next save clears such leftovers)."""
+    doomed = folder.with_name(f".{folder.name}.old")
+    if doomed.exists():
+        shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def resolve(path: str | Path) -> Path:

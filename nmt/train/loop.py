@@ -134,6 +134,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.parameters, t,
                                         capturable=t.cuda_graphs and self.device.type == "cuda")
         self.nonfinite_in_a_row = torch.zeros((), dtype=torch.long, device=self.device)
+        self.nonfinite_worst = torch.zeros((), dtype=torch.long, device=self.device)  # longest streak since the last read
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.stop_signal: Optional[int] = None
         if t.static_shapes:
@@ -147,6 +148,7 @@ class Trainer:
         self.state = TrainerState()
         if resume_from is not None:
             self._restore(resume_from)
+            self.nonfinite_total.fill_(self.state.nonfinite_steps)
         if t.cuda_graphs and self.device.type == "cuda":
             self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device)
         # Only the first process reports and writes; the others train quietly.
@@ -176,6 +178,7 @@ class Trainer:
         self.optimizer.step()
         if not dry_run:
             self.nonfinite_in_a_row.mul_(bad).add_(bad.long())  # reset on a good step
+            torch.maximum(self.nonfinite_worst, self.nonfinite_in_a_row, out=self.nonfinite_worst)
             self.nonfinite_total.add_(bad.long())
         return torch.where(bad, 0.0, loss_sum.detach())
 
@@ -200,13 +203,13 @@ class Trainer:
         previous = self._catch_signals()
         try:
             stop = self.train_steps()
+            self.state.train_seconds += self._window.seconds()
+            self.progress.message(f"stopping: {stop}")
+            if self._last_saved != self.state.step:
+                self._evaluate_and_save()  # still under our handlers: a signal now waits for the save
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        self.state.train_seconds += self._window.seconds()
-        self.progress.message(f"stopping: {stop}")
-        if self._last_saved != self.state.step:
-            self._evaluate_and_save()
         if self.stop_signal is not None:
             name = signal.Signals(self.stop_signal).name
             raise TrainingInterrupted(f"{name}: saved a checkpoint at step {self.state.step}; "
@@ -218,6 +221,9 @@ class Trainer:
         t = self.config.train
         self._last_saved = self.state.step if self.state.step else None
         self._window = Window(self.device)
+        stop = self._budget_spent()  # a resumed run may have nothing left to do
+        if stop:
+            return stop
         while True:
             batches = self.sampler.epoch(self.state.epoch)
             if self.captured is not None:
@@ -328,7 +334,8 @@ class Trainer:
     def _check_nonfinite(self) -> None:
         """Read the device counters; stop before a diverged model is trained on any further."""
         t = self.config.train
-        in_a_row, total = int(self.nonfinite_in_a_row), int(self.nonfinite_total)
+        in_a_row, total = int(self.nonfinite_worst), int(self.nonfinite_total)
+        self.nonfinite_worst.copy_(self.nonfinite_in_a_row)  # a streak still running stays counted
         if total > self.state.nonfinite_steps:
             self.progress.message(f"warning: {total - self.state.nonfinite_steps} update(s) skipped for a NaN or "
                                   f"inf loss or gradient by step {self.state.step}")
@@ -435,6 +442,7 @@ class Trainer:
         self._last_saved = self.state.step
         if not self.world.main:  # one writer: the first process
             return
+        self.state.nonfinite_steps = int(self.nonfinite_total)
         checkpoint.save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
                                    trainer_state=dataclasses.asdict(self.state), config=self.config,
                                    tokenizer_files=self.tokenizer_files, score=score, best=best,
