@@ -80,3 +80,21 @@ def test_trainer_runs_the_pipeline_and_a_one_device_model_reads_its_checkpoint(w
     run = train(config, stream=open("/dev/null", "w"))
     translator = Translator.load(run / "best", "cpu")
     assert len(translator.translate(["wa0 wb1", ""], beam=2, batch_size=2)) == 2
+
+
+def test_the_papers_eight_device_layout_one_layer_per_device_and_a_four_way_softmax():
+    """The layout of the paper's 8 GPUs (4 layers on 4 devices, the softmax in 4 slices on 4 more),
+    with CPU stand-ins for the GPUs: the same loss and gradients as the plain model."""
+    torch.manual_seed(2)
+    options = dict(src_vocab_size=40, tgt_vocab_size=40, embed=6, hidden=10, layers=4, per_layer=True,
+                   output_parts=4)
+    plain, piped = Seq2Seq(**options), Seq2Seq(**options)
+    piped.load_state_dict(plain.state_dict())
+    piped.place(["cpu"] * 4, ["cpu"] * 4, chunk=2)
+    assert [s.out_features for s in piped.output.slices] == [10, 10, 10, 10]
+    inputs = batch(seed=3, vocab=40)
+    loss_a, grads_a = grads(plain, *inputs)
+    loss_b, grads_b = grads(piped, *inputs)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-5)
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6)
