@@ -175,6 +175,17 @@ def train_flops_per_token(arch: Arch, src_len: int, tgt_len: int) -> float:
 
 # --- (b) the real loop ------------------------------------------------------------------------
 
+def finish_prepared(folder: Path, tokenizers: Path, src_vocab: int, tgt_vocab: int) -> Path:
+    """What a prepared-data folder needs besides its ids: tokenizers, dev references, manifest.
+    (The benchmark decodes nothing: the references are placeholders.)"""
+    (folder / "valid.tgt.txt").write_text("x\n" * 64, encoding="utf-8")
+    for name in ("src.model", "tgt.model"):
+        (folder / name).write_bytes((tokenizers / name).read_bytes())
+    manifest = {"src_vocab_size": src_vocab, "tgt_vocab_size": tgt_vocab, "splits": {}}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
 def synthetic_prepared(folder: Path, *, pairs: int, src_len: int, tgt_len: int, vocab: int, tokenizers: Path) -> Path:
     """A prepared-data folder of random ids with every sentence the given length ("equal shapes")."""
     rng = np.random.default_rng(0)
@@ -182,12 +193,7 @@ def synthetic_prepared(folder: Path, *, pairs: int, src_len: int, tgt_len: int, 
     for split, count in (("train", pairs), ("valid", 64)):
         write_ids(folder, f"{split}.src", rng.integers(4, vocab, (count, src_len)).tolist(), vocab)
         write_ids(folder, f"{split}.tgt", rng.integers(4, vocab, (count, tgt_len)).tolist(), vocab)
-    (folder / "valid.tgt.txt").write_text("x\n" * 64, encoding="utf-8")
-    for name in ("src.model", "tgt.model"):
-        (folder / name).write_bytes((tokenizers / name).read_bytes())
-    manifest = {"src_vocab_size": vocab, "tgt_vocab_size": vocab, "splits": {}}
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return folder
+    return finish_prepared(folder, tokenizers, vocab, vocab)
 
 
 def guarded(fn, *args, **kwargs) -> dict:
@@ -339,12 +345,7 @@ def encoded_corpus(folder: Path, prefix: str, src_lang: str, tgt_lang: str, toke
     for split, chosen in (("train", pairs), ("valid", pairs[:64])):
         write_ids(folder, f"{split}.src", [s for s, _ in chosen], src_tok.vocab_size)
         write_ids(folder, f"{split}.tgt", [t for _, t in chosen], tgt_tok.vocab_size)
-    (folder / "valid.tgt.txt").write_text("x\n" * 64, encoding="utf-8")
-    for name in ("src.model", "tgt.model"):
-        (folder / name).write_bytes((tokenizers / name).read_bytes())
-    manifest = {"src_vocab_size": src_tok.vocab_size, "tgt_vocab_size": tgt_tok.vocab_size, "splits": {}}
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return folder
+    return finish_prepared(folder, tokenizers, src_tok.vocab_size, tgt_tok.vocab_size)
 
 
 def lengths_corpus(folder: Path, prefix: str, src_lang: str, tgt_lang: str, tokenizers: Path, *, pairs: int,
@@ -360,11 +361,7 @@ def lengths_corpus(folder: Path, prefix: str, src_lang: str, tgt_lang: str, toke
     for split, chosen in (("train", picks), ("valid", picks[:64])):
         write_ids(folder, f"{split}.src", [rng.integers(4, vocab, src_lens[i]).tolist() for i in chosen], vocab)
         write_ids(folder, f"{split}.tgt", [rng.integers(4, vocab, tgt_lens[i]).tolist() for i in chosen], vocab)
-    for name in ("src.model", "tgt.model", "valid.tgt.txt"):
-        (folder / name).write_bytes((real / name).read_bytes())
-    manifest = {"src_vocab_size": vocab, "tgt_vocab_size": vocab, "splits": {}}
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return folder
+    return finish_prepared(folder, tokenizers, vocab, vocab)
 
 
 def corpus_lengths(folder: Path) -> tuple[float, float]:
