@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from nmt.errors import NmtError, USAGE
+from nmt.errors import NmtError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014).")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -135,9 +134,6 @@ class Config:
         """Plain dicts and lists (tuples become lists), for JSON and YAML."""
         return dataclasses.asdict(self, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v
                                                                     for k, v in items})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}

@@ -36,7 +36,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from nmt.data.prepare import prepare

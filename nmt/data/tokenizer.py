@@ -86,6 +86,3 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return [self.processor.decode([i for i in seq if i > EOS]) for seq in ids]
-
-    def pieces(self, line: str) -> list[str]:
-        return self.processor.encode(line, out_type=str)

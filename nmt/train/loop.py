@@ -36,7 +36,7 @@ from nmt.errors import CheckpointError, ConfigError, DataError, NmtError, Traini
 from nmt.evaluate import score
 from nmt.model import build_model
 from nmt.train import checkpoint
-from nmt.train.distributed import World, join
+from nmt.train.distributed import join
 from nmt.train.graphs import CapturedSteps
 from nmt.train.progress import JsonlLog, Progress
 from nmt.train.schedule import clip_gradient_norm, learning_rate
