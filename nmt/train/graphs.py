@@ -31,7 +31,7 @@ class _Captured:
 
 class CapturedSteps:
     def __init__(self, update, parameters, optimizer, device: torch.device):
-        """`update(src, tgt_in, tgt_out, divisor, dry_run)` is one step on static inputs."""
+        """`update(src=, src_lens=, tgt_in=, tgt_out=, divisor=, dry_run=)` is one step (Trainer.update)."""
         self.update, self.parameters, self.optimizer, self.device = update, parameters, optimizer, device
         self.graphs: dict[tuple, _Captured] = {}
         self.pool = None
@@ -54,7 +54,7 @@ class CapturedSteps:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):  # cuDNN and cuBLAS choose and allocate outside the capture
-                self.update(static.src, static.tgt_in, static.tgt_out, divisor, dry_run=True)
+                self._step(static, divisor, dry_run=True)
         torch.cuda.current_stream(self.device).wait_stream(side)
         for p in self.parameters:  # gradients must exist (and stay) before capture
             if p.grad is None:
@@ -62,9 +62,14 @@ class CapturedSteps:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             torch._foreach_zero_([p.grad for p in self.parameters])
-            loss = self.update(static.src, static.tgt_in, static.tgt_out, divisor, dry_run=False)
+            loss = self._step(static, divisor, dry_run=False)
         self.pool = graph.pool()
         self.graphs[self.key(batch)] = _Captured(graph, static.src, static.tgt_in, static.tgt_out, divisor, loss)
+
+    def _step(self, static, divisor: torch.Tensor, *, dry_run: bool) -> torch.Tensor:
+        # Static batches have no source lengths: every row is full length, so nothing is packed.
+        return self.update(src=static.src, src_lens=None, tgt_in=static.tgt_in, tgt_out=static.tgt_out,
+                           divisor=divisor, dry_run=dry_run)
 
     def __call__(self, batch, divisor: float) -> torch.Tensor:
         """Replay the step for `batch` (a pinned host batch); returns the loss tensor."""
