@@ -423,10 +423,10 @@ class Trainer:
     def _evaluate_and_save(self) -> None:
         t = self.config.train
         result = self.evaluate()
-        score = result.get("bleu", -result["ppl"])
-        best = self.state.best_score is None or score > self.state.best_score
+        dev_score = result.get("bleu", -result["ppl"])  # higher is better
+        best = self.state.best_score is None or dev_score > self.state.best_score
         if best:
-            self.state.best_score, self.state.best_step, self.state.evals_since_best = score, self.state.step, 0
+            self.state.best_score, self.state.best_step, self.state.evals_since_best = dev_score, self.state.step, 0
         else:
             self.state.evals_since_best += 1
             if t.schedule == "plateau" and self.state.evals_since_best % t.plateau_patience == 0:
@@ -436,7 +436,7 @@ class Trainer:
         shown = f"dev ppl {result['ppl']:.2f}" + (f", dev BLEU {result['bleu']:.2f}" if "bleu" in result else "")
         self.progress.message(f"step {self.state.step}: {shown}{' (best so far)' if best else ''}")
         self.log.write(event="valid", step=self.state.step, **{k: round(v, 4) for k, v in result.items()})
-        self._save(best=best, score=score)
+        self._save(best=best, score=dev_score)
 
     def _save(self, *, best: bool, score: Optional[float] = None) -> None:
         self._last_saved = self.state.step
