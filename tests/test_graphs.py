@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import torch
 
 from nmt.train import graphs
@@ -83,3 +84,27 @@ def test_captured_steps_drive_the_update_like_the_eager_loop(workspace, monkeypa
     assert all(torch.is_tensor(g["lr"]) for g in captured_run.optimizer.param_groups)
     for a, b in zip(eager.model.state_dict().values(), captured_run.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+ATTENTION = {"attention": "general", "input_feeding": True, "bidirectional": True, "bridge": True}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="real CUDA graph capture needs a CUDA GPU")
+@pytest.mark.parametrize("model,optimizer", [({}, "sgd"), (ATTENTION, "adam")], ids=["paper-sgd", "attention-adam"])
+def test_real_cuda_graphs_train_like_the_eager_loop(workspace, model, optimizer):
+    """On a GPU: steps captured and replayed as CUDA graphs end with the eager loop's weights."""
+    trainers = {}
+    for cuda_graphs in (False, True):
+        config = tiny_config(workspace, model=model, train=dict(
+            device="cuda", bf16=False, optimizer=optimizer, lr=0.7 if optimizer == "sgd" else 0.002,
+            static_shapes=True, tgt_multiple=4, cuda_graphs=cuda_graphs, max_steps=10, eval_every=100,
+            save_every=100, run_dir=str(workspace / f"graphs-{cuda_graphs}")))
+        trainer = Trainer(config)
+        trainer.run_dir.mkdir()
+        trainer.train_steps()
+        trainers[cuda_graphs] = trainer
+    eager, captured = trainers[False], trainers[True]
+    assert captured.captured is not None and len(captured.captured.graphs) >= 2
+    assert captured.state.step == eager.state.step == 10
+    for a, b in zip(eager.model.state_dict().values(), captured.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
