@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nmt.config import config_from_dict, replace  # noqa: E402
 from nmt.data.prepare import write_ids  # noqa: E402
+from nmt.files import write_atomically  # noqa: E402
 from nmt.train.loop import Trainer  # noqa: E402
 
 
@@ -271,7 +272,16 @@ def main(argv=None) -> list[dict]:
     records = [{"kind": "matmul", "flops_per_second": rate}]
     print(f"{header['device']}, torch {torch.__version__}: matmul {rate / 1e12:.0f} TFLOP/s")
 
+    def save() -> None:  # after every measurement: a run cut short keeps what it measured
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(Path(args.out), json.dumps([{**r, **header} for r in records], indent=2) + "\n")
+
     def add(kind, arch_key, label, result, shape_len, ceiling=None, vocab=None):
+        add_record(kind, arch_key, label, result, shape_len, ceiling, vocab)
+        save()
+
+    def add_record(kind, arch_key, label, result, shape_len, ceiling=None, vocab=None):
         if "error" in result:
             records.append({"kind": kind, "arch": archs[arch_key].name, "case": label, **result})
             print(f"{kind:9} {arch_key:9} {label:34} FAILED: {result['error']}")
@@ -323,12 +333,8 @@ def main(argv=None) -> list[dict]:
                         mode = ("static+graphs" if static and graph_ok else "static" if static else "dynamic")
                         size = f"{max_tokens} tok" if max_tokens else "128 sent"
                         add("loop", key, f"{name} {size} {mode}", result, (mean_src, mean_tgt), vocab=vocab)
-    for record in records:
-        record.update(header)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
-    return records
+    save()
+    return [{**r, **header} for r in records]
 
 
 def encoded_corpus(folder: Path, prefix: str, src_lang: str, tgt_lang: str, tokenizers: Path) -> Path:
