@@ -27,3 +27,25 @@ def test_benchmark_script_runs_every_case_on_cpu(toy_workspace, tmp_path):
         assert r["tgt_tokens_per_second"] > 0 and 0 <= r["mfu"] and r["commit"] and r["device"]
         if r["kind"] == "loop" and r["case"].startswith("equal"):
             assert r["ratio_to_graph_ceiling"] > 0
+
+
+def test_quality_table_rows_and_reproducing_commands(tmp_path):
+    from scripts.quality_table import reproducing_command, rows
+
+    trained = {"name": "m30k", "steps": 4051, "epochs_trained": 8.81, "train_wall_seconds": 458.0, "device": "GPU",
+               "command": "python scripts/quality_run.py --commit abc --set train.max_minutes=6.5 --name m30k "
+                          "--out /tmp/x/m30k.json --config configs/multi30k-en-de.yaml --beams 1,10",
+               "tests": {"test": [{"beam": 1, "bleu": 35.5, "chrf": 61.2, "lowercased": {"bleu": 35.9}},
+                                  {"beam": 10, "bleu": 37.3, "chrf": 62.4}]}}
+    ensemble = {"name": "ens", "device": "GPU", "tests": {"test": [{"beam": 12, "bleu": 29.6, "chrf": 50.6}]},
+                "command": "python scripts/quality_run.py --commit abc --set train.max_minutes=6 --name ens "
+                           "--out o.json --config c.yaml --eval-only a/best b/best"}
+    assert reproducing_command(trained) == (
+        "python3 scripts/quality_run.py --set train.max_steps=4051 --name m30k --out runs/results/m30k.json "
+        "--config configs/multi30k-en-de.yaml --beams 1,10")
+    assert reproducing_command(ensemble) == (
+        "python3 scripts/quality_run.py --name ens --out runs/results/o.json --config c.yaml --eval-only a/best b/best")
+    table = rows([trained, ensemble])
+    assert len(table) == 2 + 3
+    assert "| m30k | `configs/multi30k-en-de.yaml` | 4,051 (8.8) | 7.6 min | GPU | test | 1 | 35.5 | 61.2 | 35.9 |" in table
+    assert table[-1].startswith("| ens | `c.yaml` | ensemble of 2 (no training)") and table[-1].endswith("| 12 | 29.6 | 50.6 | - |")
