@@ -87,3 +87,15 @@ def test_static_collate_fills_rows_and_keeps_the_sentences(toy_workspace):
     assert set(batch.src[3:].flatten().tolist()) == {PAD} and set(batch.tgt_out[3:].flatten().tolist()) == {PAD}
     dynamic = collate(data, same_length)
     assert torch.equal(batch.src[:3], dynamic.src) and torch.equal(batch.tgt_in[:3, :dynamic.tgt_in.size(1)], dynamic.tgt_in)
+
+
+def test_static_shapes_shrink_the_last_batch_of_a_source_length_instead_of_filling_it():
+    from nmt.data.batching import StaticShapeSampler
+
+    src = np.array([5] * 140 + [7] * 9)  # 128 + 12 of length 5, 9 of length 7
+    sampler = StaticShapeSampler(src, np.full(len(src), 4), batch_size=128, tgt_multiple=1)
+    shapes = sorted((sampler.shape(b)[0], sampler.shape(b)[1], len(b)) for b in sampler.epoch(0))
+    assert shapes == [(16, 5, 12), (16, 7, 9), (128, 5, 128)]  # 128 -> 64 -> 32 -> 16 holds 12 (and 9)
+    tokens = StaticShapeSampler(src, np.full(len(src), 4), batch_size=128, max_tokens=400, tgt_multiple=1,
+                                row_multiple=16)
+    assert [tokens.rows(5), tokens.rows(5, 12), tokens.rows(7, 9)] == [80, 16, 16]  # 400 // 5 = 80 rows

@@ -108,3 +108,18 @@ def test_real_cuda_graphs_train_like_the_eager_loop(workspace, model, optimizer)
     assert captured.state.step == eager.state.step == 10
     for a, b in zip(eager.model.state_dict().values(), captured.model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="real CUDA graph capture needs a CUDA GPU")
+def test_real_cuda_graphs_draw_fresh_dropout_masks_at_every_replay(workspace):
+    """Dropout inside a captured step must not replay the capture's masks."""
+    config = tiny_config(workspace, model={**ATTENTION, "dropout": 0.3, "embed_dropout": 0.2}, train=dict(
+        device="cuda", optimizer="adam", lr=0.002, static_shapes=True, tgt_multiple=4, cuda_graphs=True,
+        max_steps=4, eval_every=100, save_every=100, run_dir=str(workspace / "dropout-graphs")))
+    trainer = Trainer(config)
+    trainer.run_dir.mkdir()
+    trainer.train_steps()
+    trainer.captured.set_lr(0.0)
+    batch = trainer._batch(trainer.sampler.epoch(0)[0])
+    losses = [trainer.captured(batch, 1.0).item() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses))) and len(set(losses)) == 3, losses

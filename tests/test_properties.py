@@ -130,6 +130,11 @@ def test_static_shape_sampler_invariants(corpus, batch_size, max_tokens, tgt_mul
         rows, length, width = sampler.shape(b)
         assert len(set(src[b].tolist())) == 1 and length == int(src[b[0]])  # one source length per batch
         assert 0 < len(b) <= rows and width % tgt_multiple == 0 and width >= int(tgt[b].max()) + 1
+        full = sampler.rows(length)
+        assert rows <= full and (rows == full or rows % 8 == 0)
+        if len(b) < rows:  # a source length's last batch: no smaller allowed row count holds it
+            smaller = -(-(rows // 2) // 8) * 8
+            assert smaller < len(b) or smaller >= rows
     again = StaticShapeSampler(src, tgt, batch_size=batch_size, max_tokens=max_tokens, tgt_multiple=tgt_multiple,
                                seed=seed).epoch(epoch)
     assert all(np.array_equal(a, b) for a, b in zip(again, batches))

@@ -196,22 +196,30 @@ class StaticShapeSampler:
     """Batches with few distinct shapes, for captured CUDA graphs.
 
     Every batch holds sentences of one exact source length (so the encoder needs no packing and
-    its final state sees no padding) and `rows` rows; target lengths are sorted within a source
-    length and the batch's target width is rounded up to a multiple of `tgt_multiple`. Filler
-    rows pad the last batch of each source length. Every example is used exactly once per epoch.
+    its final state sees no padding); target lengths are sorted within a source length and the
+    batch's target width is rounded up to a multiple of `tgt_multiple`. A batch has the full row
+    count, except the last of each source length: it takes the smallest halving of it that holds
+    its sentences, so filler rows stay under half of a batch while the shapes stay few. Row counts
+    are multiples of `row_multiple` (8; times the process count under torchrun, so that every
+    process gets an equal share). Every example is used exactly once per epoch.
     """
 
     def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
-                 tgt_multiple: int = 8, seed: int = 1):
+                 tgt_multiple: int = 8, seed: int = 1, row_multiple: int = 8):
         self.src_lens = np.asarray(src_lens, dtype=np.int64)
         self.tgt_lens = np.asarray(tgt_lens, dtype=np.int64) + 1  # with BOS/EOS
         self.batch_size, self.max_tokens, self.tgt_multiple, self.seed = batch_size, max_tokens, tgt_multiple, seed
+        self.row_multiple = row_multiple
 
-    def rows(self, src_len: int) -> int:
-        """Rows of a batch of this source length: fixed, or as many as max_tokens allows (multiple of 8)."""
-        if self.max_tokens is None:
-            return self.batch_size
-        return max(8, self.max_tokens // max(src_len, 1) // 8 * 8)
+    def rows(self, src_len: int, count: int | None = None) -> int:
+        """Rows of a batch of this source length: fixed, or as many as max_tokens allows; with
+        `count` (the sentences of a group's last batch) the smallest halving that holds them."""
+        m = self.row_multiple
+        full = self.batch_size if self.max_tokens is None else max(m, self.max_tokens // max(src_len, 1) // m * m)
+        rows = full
+        while count is not None and count <= round_up(rows // 2, m) < rows:
+            rows = round_up(rows // 2, m)
+        return rows
 
     def epoch(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
@@ -227,7 +235,7 @@ class StaticShapeSampler:
     def shape(self, batch: np.ndarray) -> tuple[int, int, int]:
         """(rows, source length, target width) of the padded batch."""
         length = int(self.src_lens[batch[0]])
-        return self.rows(length), length, round_up(int(self.tgt_lens[batch].max()), self.tgt_multiple)
+        return self.rows(length, len(batch)), length, round_up(int(self.tgt_lens[batch].max()), self.tgt_multiple)
 
     def padding_fraction(self, batches: list[np.ndarray]) -> float:
         real = padded = 0

@@ -140,7 +140,8 @@ class Trainer:
         if t.static_shapes:
             self.sampler = StaticShapeSampler(self.train_data.src_lens, self.train_data.tgt_lens,
                                               batch_size=t.batch_size, max_tokens=t.max_tokens,
-                                              tgt_multiple=t.tgt_multiple, seed=t.seed)
+                                              tgt_multiple=t.tgt_multiple, seed=t.seed,
+                                              row_multiple=8 * self.world.size)
         else:
             self.sampler = BucketSampler(self.train_data.src_lens, self.train_data.tgt_lens, batch_size=t.batch_size,
                                          max_tokens=t.max_tokens, pool=t.bucket_pool, seed=t.seed)
