@@ -33,10 +33,11 @@ from nmt.decode.translate import Translator  # noqa: E402
 from nmt.evaluate import score  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.train.loop import train  # noqa: E402
+from nmt.train.progress import read_log  # noqa: E402
 
 
 def throughput(run_dir: Path) -> dict:
-    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    events = read_log(run_dir / "log.jsonl")
     train_events = [e for e in events if e["event"] == "train"][1:]  # the first window holds warm-up
     epochs = [e for e in events if e["event"] == "epoch"]
     rates = [e["tgt_tokens_per_second"] for e in train_events]

@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from nmt.train.progress import read_log  # noqa: E402
+
 ARCHS = {
     "ours-noattn": [],
     "ours-attn": ["model.attention=general", "model.input_feeding=true"],
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
                 rc = "timeout"
             record = {"name": name, "mode": mode, "rc": rc, "wall_seconds": round(time.time() - started, 1),
                       "command": " ".join(command), "commit": args.commit, "steps": total}
-            record.update(read_log(run_dir / "log.jsonl", args.warmup))
+            record.update(summarise_log(run_dir / "log.jsonl", args.warmup))
             records.append(record)
             status |= rc != 0
             print(json.dumps({k: v for k, v in record.items() if k != "command"}))
@@ -79,10 +83,10 @@ def main(argv=None) -> int:
     return int(status)
 
 
-def read_log(path: Path, warmup: int) -> dict:
+def summarise_log(path: Path, warmup: int) -> dict:
     if not path.exists():
         return {}
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = read_log(path)
     windows = [e for e in events if e["event"] == "train" and e["step"] > warmup]
     valid = [e for e in events if e["event"] == "valid"]
     return {

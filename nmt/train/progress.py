@@ -57,3 +57,8 @@ class JsonlLog:
         record.setdefault("time", round(time.time(), 3))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def read_log(path: Path) -> list[dict]:
+    """The events a JsonlLog wrote, in order."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
