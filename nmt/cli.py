@@ -147,6 +147,26 @@ def translate(
 
 @app.command()
 @user_errors
+def average(
+    checkpoints: List[Path] = typer.Argument(..., help="Checkpoint folders of one run, or one run folder with --best."),
+    output: Path = typer.Option(..., "--output", "-o", help="The new checkpoint folder (must not exist)."),
+    best: Optional[int] = typer.Option(None, help="With a run folder: average its N best-scoring checkpoints "
+                                                  "(as many as train.keep_best kept)."),
+):
+    """Average the weights of several checkpoints of one run into a new checkpoint for translate."""
+    _positive("--best", best)
+    from nmt.train.checkpoint import average_checkpoints, best_checkpoints
+
+    if best is not None:
+        if len(checkpoints) != 1:
+            raise NmtError("--best takes one run folder: pass either a run folder with --best N or checkpoint folders")
+        checkpoints = best_checkpoints(checkpoints[0], best)
+    out = average_checkpoints(checkpoints, output)
+    typer.echo(f"averaged {len(checkpoints)} checkpoints into {out}: " + ", ".join(p.name for p in checkpoints))
+
+
+@app.command()
+@user_errors
 def bleu(
     hypotheses: Path = typer.Argument(..., help="System output, one sentence per line."),
     ref: Path = typer.Option(..., "--ref", "-r", help="Reference translations, line for line."),

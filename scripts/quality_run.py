@@ -32,6 +32,7 @@ from nmt.data.prepare import prepare  # noqa: E402
 from nmt.decode.translate import Translator  # noqa: E402
 from nmt.evaluate import score  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
+from nmt.train.checkpoint import average_checkpoints, best_checkpoints  # noqa: E402
 from nmt.train.loop import train  # noqa: E402
 from nmt.train.progress import read_log  # noqa: E402
 
@@ -73,6 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lowercase-too", action="store_true", help="also score lowercased")
     parser.add_argument("--extra-test", action="append", default=[], help="name=PREFIX of another test set")
     parser.add_argument("--eval-only", nargs="+", default=None, help="checkpoints to evaluate (several: an ensemble)")
+    parser.add_argument("--average", type=int, default=0,
+                        help="after training, also evaluate the mean of the run's N best checkpoints (nmt average)")
     args = parser.parse_args(argv)
 
     config = load_config(args.config, args.overrides)
@@ -101,15 +104,25 @@ def main(argv=None) -> None:
     beams = [int(b) for b in args.beams.split(",")] if args.beams else [config.decode.beam]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record["tests"] = {name: [evaluate(translator, src, ref, beam=b, batch_size=config.decode.batch_size,
-                                       lowercase_too=args.lowercase_too,
-                                       save_to=out.with_name(f"{out.stem}.{name}.beam{b}.hyp"))
-                              for b in beams] for name, (src, ref) in tests.items()}
+
+    def run_tests(translator: Translator, tag: str = "") -> dict:
+        return {name: [evaluate(translator, src, ref, beam=b, batch_size=config.decode.batch_size,
+                                lowercase_too=args.lowercase_too,
+                                save_to=out.with_name(f"{out.stem}{tag}.{name}.beam{b}.hyp"))
+                       for b in beams] for name, (src, ref) in tests.items()}
+
+    record["tests"] = run_tests(translator)
+    if args.average and not args.eval_only:
+        folders = best_checkpoints(run_dir, args.average)
+        averaged = average_checkpoints(folders, run_dir / f"average-{len(folders)}-step-{trainer['step']}")
+        record["averaged"] = {"checkpoints": [f.name for f in folders],
+                              "tests": run_tests(Translator.load(averaged, config.train.device), ".averaged")}
     write_atomically(out, json.dumps(record, indent=2) + "\n")
-    for name, results in record["tests"].items():
-        for r in results:
-            low = f" | lowercased {r['lowercased']['bleu']}" if "lowercased" in r else ""
-            print(f"{args.name} {name} beam {r['beam']}: BLEU {r['bleu']} chrF {r['chrf']}{low}")
+    for label, tested in (("", record["tests"]), (" averaged", record.get("averaged", {}).get("tests", {}))):
+        for name, results in tested.items():
+            for r in results:
+                low = f" | lowercased {r['lowercased']['bleu']}" if "lowercased" in r else ""
+                print(f"{args.name}{label} {name} beam {r['beam']}: BLEU {r['bleu']} chrF {r['chrf']}{low}")
 
 
 if __name__ == "__main__":

@@ -414,7 +414,9 @@ class Trainer:
         count = min(t.eval_bleu_sentences, len(self.valid_data))
         if count:
             sources = [self.valid_data.sentence("src", i).tolist() for i in range(count)]
-            found = search_ids(self.model, sources, device=self.device, beam=1, batch_size=d.batch_size,
+            # Greedy search holds one row per sentence: as many sentences per batch as beam search
+            # holds rows (decode.batch_size x decode.beam), so evaluation costs few launches.
+            found = search_ids(self.model, sources, device=self.device, beam=1, batch_size=d.batch_size * d.beam,
                                max_len_a=d.max_len_a, max_len_b=d.max_len_b, bf16=t.bf16)
             hypotheses = self.tgt_tokenizer.decode([h[0].tokens for h in found])
             result["bleu"] = score(hypotheses, self.valid_refs[:count]).bleu
