@@ -8,6 +8,8 @@
     the ceiling's; real corpora report their padding fraction.
 Printed: target tokens/s, ratios, padding fraction, peak GPU memory, and model FLOPs utilisation
 against a bf16 matrix-multiply rate measured in the same run. `--out` writes JSON.
+`--profile-steps N` runs N more steps of each loop case under torch.profiler, after its timed part, and
+reports the GPU busy fraction, GPU ms per step and the top kernels and host ops (where the gap goes).
 
     python scripts/benchmark_train.py --out benchmarks/results/train_speed_h100.json \\
         --corpus tatoeba=runs/prepared/tatoeba-en-fr --corpus newstest-lengths=runs/prepared/newstest-lengths
@@ -206,8 +208,53 @@ def guarded(fn, *args, **kwargs) -> dict:
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
 
 
+def profile_steps(trainer: Trainer, config, device, steps: int) -> dict:
+    """`steps` more training steps under torch.profiler: how busy the GPU is, and with what."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    max_steps = trainer.config.train.max_steps
+    trainer.config = replace(config, train={"max_steps": max_steps + steps})
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()  # inside the profiler: its start-up and trace processing are not timed
+        trainer.train_steps()
+        trainer._window.take()
+        if cuda:
+            torch.cuda.synchronize()
+        wall_us = 1e6 * (time.perf_counter() - start)
+    # GPU kernels, memcpys and memsets (not user-annotation ranges, which span gaps)
+    on_gpu = lambda e: e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)  # noqa: E731
+    device_events = [e for e in prof.events() if on_gpu(e)]
+    busy_us, end = 0.0, float("-inf")
+    for a, b in sorted((e.time_range.start, e.time_range.end) for e in device_events):  # union of intervals
+        busy_us += max(0.0, b - max(a, end))
+        end = max(end, b)
+
+    def device_time(e):
+        t = getattr(e, "self_device_time_total", None)
+        return e.self_cuda_time_total if t is None else t
+
+    def top(events, by):
+        return [[e.key[:80], round(by(e) / 1000, 3), e.count] for e in sorted(events, key=by, reverse=True)[:8]]
+
+    averages = prof.key_averages()
+    seen = cuda and bool(device_events)
+    return {
+        "steps": steps,
+        "wall_ms_per_step": round(wall_us / 1000 / steps, 3),
+        # busy time over the perf_counter wall time of the profiled steps (synchronized at both ends)
+        "gpu_busy_fraction": round(busy_us / wall_us, 4) if seen else None,
+        "gpu_ms_per_step": round(busy_us / 1000 / steps, 3) if seen else None,
+        "top_kernels": top([e for e in averages if on_gpu(e)], device_time) if cuda else [],
+        "top_host_ops": top([e for e in averages if e.device_type == DeviceType.CPU], lambda e: e.self_cpu_time_total),
+    }
+
+
 def real_loop(arch: Arch, prepared: Path, device, *, batch: int, warmup_steps: int, steps: int,
-              static: bool, graphs: bool, run_dir: Path, bf16: bool, max_tokens=None) -> dict:
+              static: bool, graphs: bool, run_dir: Path, bf16: bool, max_tokens=None, profile: int = 0) -> dict:
     run_dir = Path(tempfile.mkdtemp(dir=run_dir))
     raw = {
         "data": {"prepared": str(prepared)},
@@ -228,13 +275,16 @@ def real_loop(arch: Arch, prepared: Path, device, *, batch: int, warmup_steps: i
     trainer._window.take()  # reads the loss: waits for the device
     seconds = time.perf_counter() - start
     batches = trainer.sampler.epoch(0)
-    return {
+    result = {
         "tgt_tokens_per_second": (trainer.state.tgt_tokens - tokens_before) / seconds,
         "step_ms": 1000 * seconds / steps,
         "padding_fraction": round(trainer.sampler.padding_fraction(batches), 4),
         "batch_shapes": len({trainer.sampler.shape(b) for b in batches}) if static else None,
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if device.type == "cuda" else None,
     }
+    if profile:  # after the timed part and the peak-memory reading: changes neither
+        result["profile"] = profile_steps(trainer, config, device, profile)
+    return result
 
 
 def main(argv=None) -> list[dict]:
@@ -252,6 +302,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--max-tokens", type=int, action="append", default=[], help="token-batch sizes to try")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--profile-steps", type=int, default=0,
+                        help="profile N more steps of each loop case (GPU busy fraction, top kernels and host ops)")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (a CPU smoke test)")
     parser.add_argument("--no-bf16", action="store_true")
     parser.add_argument("--commit", default="unknown")
@@ -295,6 +347,13 @@ def main(argv=None) -> list[dict]:
         ratio = f"  {record['ratio_to_graph_ceiling']:.2f} of ceiling" if ceiling else ""
         print(f"{kind:9} {arch_key:9} {label:34} {result['tgt_tokens_per_second']:>11,.0f} tok/s  "
               f"{result['step_ms']:7.2f} ms  MFU {record['mfu']:.3f}{ratio}")
+        if "profile" in result:
+            prof = result["profile"]
+            busy = ("GPU busy n/a" if prof["gpu_busy_fraction"] is None
+                    else f"GPU busy {100 * prof['gpu_busy_fraction']:.1f}%")
+            tops = [("top kernel", prof["top_kernels"]), ("top host op", prof["top_host_ops"])]
+            top = "; ".join(f"{what} {rows[0][0]} {rows[0][1]:.2f} ms x{rows[0][2]}" for what, rows in tops if rows)
+            print(f"  profile: {busy} of {prof['wall_ms_per_step']:.2f} ms/step; {top}")
 
     with tempfile.TemporaryDirectory() as tmp:
         for key, arch in archs.items():
@@ -312,7 +371,7 @@ def main(argv=None) -> list[dict]:
                 for static in (False, True):
                     result = guarded(real_loop, arch, data, device, batch=batch, warmup_steps=args.warmup_steps,
                                        steps=args.steps, static=static, graphs=static and graph_ok,
-                                       run_dir=Path(tmp), bf16=bf16)
+                                       run_dir=Path(tmp), bf16=bf16, profile=args.profile_steps)
                     mode = "static+graphs" if static and graph_ok else ("static" if static else "dynamic")
                     add("loop", key, f"equal shapes {batch}x{length} {mode}", result, (length, length), ceiling)
             corpora = [c.split("=") for c in args.corpus]
@@ -329,7 +388,8 @@ def main(argv=None) -> list[dict]:
                             continue
                         result = guarded(real_loop, arch, Path(folder), device, batch=128, warmup_steps=args.warmup_steps,
                                            steps=args.steps, static=static, graphs=static and graph_ok,
-                                           run_dir=Path(tmp), bf16=bf16, max_tokens=max_tokens)
+                                           run_dir=Path(tmp), bf16=bf16, max_tokens=max_tokens,
+                                           profile=args.profile_steps)
                         mode = ("static+graphs" if static and graph_ok else "static" if static else "dynamic")
                         size = f"{max_tokens} tok" if max_tokens else "128 sent"
                         add("loop", key, f"{name} {size} {mode}", result, (mean_src, mean_tgt), vocab=vocab)

@@ -16,7 +16,7 @@ def test_benchmark_script_runs_every_case_on_cpu(toy_workspace, tmp_path):
     records = main(["--device", "cpu", "--tiny", "--shapes", "paper=4x6;attention=4x5", "--steps", "2",
                     "--warmup-steps", "2", "--tokenizers", str(prepared), "--corpus", f"toy={prepared}",
                     "--lengths-of", f"toy-lengths={toy_workspace / 'corpus' / 'test'}", "--src-lang", "src", "--tgt-lang", "tgt", "--max-tokens", "64",
-                    "--out", str(out)])
+                    "--profile-steps", "2", "--out", str(out)])
     assert json.loads(out.read_text()) == records
     failed = [r for r in records if "error" in r]
     assert not failed, failed
@@ -27,6 +27,10 @@ def test_benchmark_script_runs_every_case_on_cpu(toy_workspace, tmp_path):
         assert r["tgt_tokens_per_second"] > 0 and 0 <= r["mfu"] and r["commit"] and r["device"]
         if r["kind"] == "loop" and r["case"].startswith("equal"):
             assert r["ratio_to_graph_ceiling"] > 0
+        if r["kind"] == "loop":
+            profile = r["profile"]
+            assert profile["steps"] == 2 and profile["wall_ms_per_step"] > 0 and profile["top_host_ops"]
+            assert profile["gpu_busy_fraction"] is None and profile["top_kernels"] == []
 
 
 def test_quality_table_rows_and_reproducing_commands(tmp_path):
