@@ -100,9 +100,10 @@ class BareSeq2Seq(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), reduction="sum") / src.size(0)
 
 
-def bare_ceiling(arch: Arch, batch: int, length: int, device, *, steps: int, graph: bool, bf16: bool) -> dict:
+def bare_ceiling(arch: Arch, batch: int, length: int, device, *, steps: int, graph: bool, bf16: bool,
+                 model_class=BareSeq2Seq) -> dict:
     torch.manual_seed(0)
-    model = BareSeq2Seq(arch).to(device)
+    model = model_class(arch).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     ids = lambda: torch.randint(4, arch.vocab, (batch, length), device=device)  # noqa: E731
     src, tgt_in, tgt_out = ids(), ids(), ids()

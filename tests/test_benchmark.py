@@ -53,3 +53,22 @@ def test_quality_table_rows_and_reproducing_commands(tmp_path):
     assert len(table) == 2 + 3
     assert "| m30k | `configs/multi30k-en-de.yaml` | 4,051 (8.8) | 7.6 min | GPU | test | 1 | 35.5 | 61.2 | 35.9 |" in table
     assert table[-1].startswith("| ens | `c.yaml` | ensemble of 2 (no training)") and table[-1].endswith("| 12 | 29.6 | 50.6 | - |")
+
+
+def test_decoder_variants_run_on_cpu_and_agree():
+    from dataclasses import replace
+
+    import torch
+
+    from benchmarks.decoder_variants import ARCHS, CellSteps, PrecomputedCellSteps, main as variants
+
+    records = variants(["--device", "cpu", "--tiny", "--steps", "1", "--shape", "2x4"])
+    assert {r["variant"] for r in records} == {"lstm-call", "cells", "cells-pre"}
+    assert all(r["tgt_tokens_per_second"] > 0 for r in records)
+    arch = replace(ARCHS["attention"], layers=2, hidden=16, embed=16, vocab=64)
+    losses = []
+    for model_class in (CellSteps, PrecomputedCellSteps):  # same initial weights: the same loss
+        torch.manual_seed(0)
+        ids = torch.randint(4, 64, (3, 5))
+        losses.append(model_class(arch)(ids, ids, ids))
+    assert torch.allclose(losses[0], losses[1], atol=1e-5)

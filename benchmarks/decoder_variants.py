@@ -1,0 +1,110 @@
+"""Which per-step decoder trains fastest with input feeding? Bare models, one full training step.
+
+Input feeding forces a loop over target positions. Three ways to write one step of a 2-layer LSTM
+decoder are timed, eager and captured in one CUDA graph, with `benchmark_train.bare_ceiling`:
+  lstm-call   one fused nn.LSTM call (cuDNN, all layers) per step: what nmt and the ceiling use;
+  cells       one nn.LSTMCell per layer per step (what OpenNMT-py steps);
+  cells-pre   the same cells, with the embedding half of layer 1's input projection computed for
+              all steps in one matrix multiply before the loop.
+
+    python3 benchmarks/decoder_variants.py --out benchmarks/results/decoder-variants-h100.json --commit C
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.benchmark_train import ARCHS, BareSeq2Seq, bare_ceiling, guarded  # noqa: E402
+
+
+class CellSteps(BareSeq2Seq):
+    """BareSeq2Seq's attention model with its decoder stepped as LSTMCells."""
+
+    precompute = False
+
+    def __init__(self, arch):
+        super().__init__(arch)
+        del self.decoder
+        h = arch.hidden
+        self.cells = nn.ModuleList(nn.LSTMCell(arch.embed + h if i == 0 else h, h) for i in range(arch.layers))
+
+    def forward(self, src, tgt_in, tgt_out):
+        memory, (h, c) = self.encoder(self.src_embed(src))
+        layers, e = self.arch.layers, self.arch.embed
+        h = h.view(layers, 2, -1, h.size(2)).permute(0, 2, 1, 3).reshape(layers, -1, 2 * h.size(2))
+        c = c.view(layers, 2, -1, c.size(2)).permute(0, 2, 1, 3).reshape(layers, -1, 2 * c.size(2))
+        hs, cs = list(h.unbind(0)), list(c.unbind(0))
+        keys, embedded = self.attn_w(memory), self.tgt_embed(tgt_in)
+        first = self.cells[0]
+        if self.precompute:  # (B, T, 4H): the embedding part of layer 1's gates, all steps at once
+            pre = F.linear(embedded, first.weight_ih[:, :e], first.bias_ih + first.bias_hh)
+            recurrent = torch.cat([first.weight_ih[:, e:], first.weight_hh], 1)  # [feed; h] -> gates
+        feed, outs = memory.new_zeros(src.size(0), self.arch.hidden), []
+        for t in range(tgt_in.size(1)):
+            for i, cell in enumerate(self.cells):
+                if i == 0 and self.precompute:
+                    gates = pre[:, t] + torch.cat([feed, hs[0]], -1) @ recurrent.t()
+                    in_gate, forget, update, out_gate = gates.float().chunk(4, 1)
+                    cs[0] = torch.sigmoid(forget) * cs[0] + torch.sigmoid(in_gate) * torch.tanh(update)
+                    hs[0] = torch.sigmoid(out_gate) * torch.tanh(cs[0])
+                else:
+                    hs[i], cs[i] = cell(torch.cat([embedded[:, t], feed], -1) if i == 0 else hs[i - 1], (hs[i], cs[i]))
+            out = hs[-1].unsqueeze(1)
+            weights = torch.softmax(out @ keys.transpose(1, 2), -1)
+            feed = torch.tanh(self.combine(torch.cat([weights @ memory, out], -1))).squeeze(1)
+            outs.append(feed)
+        logits = self.output(torch.stack(outs, 1))
+        return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), reduction="sum") / src.size(0)
+
+
+class PrecomputedCellSteps(CellSteps):
+    precompute = True
+
+
+VARIANTS = {"lstm-call": BareSeq2Seq, "cells": CellSteps, "cells-pre": PrecomputedCellSteps}
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", default="128x25", help="batch x length")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (a CPU smoke test)")
+    parser.add_argument("--commit", default="unknown")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    arch = ARCHS["attention"]
+    if args.tiny:
+        arch = replace(arch, layers=2, hidden=16, embed=16, vocab=64)
+    batch, length = map(int, args.shape.split("x"))
+    header = {"command": "python " + " ".join(sys.argv), "commit": args.commit, "torch": torch.__version__,
+              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+              "arch": arch.name, "shape": args.shape}
+    records = []
+    for name, model_class in VARIANTS.items():
+        for graph in [False, True] if device.type == "cuda" else [False]:
+            result = guarded(bare_ceiling, arch, batch, length, device, steps=args.steps, graph=graph, bf16=True,
+                             model_class=model_class)
+            records.append({"variant": name, "mode": "graph" if graph else "eager", **result, **header})
+            shown = f"{result['tgt_tokens_per_second']:>10,.0f} tok/s {result['step_ms']:7.2f} ms" \
+                if "error" not in result else result["error"]
+            print(f"{name:10} {'graph' if graph else 'eager':6} {shown}", flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    return records
+
+
+if __name__ == "__main__":
+    main()
