@@ -50,11 +50,15 @@ def rows(records: list[dict]) -> list[str]:
         trained = (f"{r['steps']:,} ({r['epochs_trained']:.1f})" if r.get("steps")
                    else f"ensemble of {ensemble_size(r)} (no training)")
         wall = f"{r['train_wall_seconds'] / 60:.1f} min" if r.get("train_wall_seconds") else "-"
-        for test, results in r["tests"].items():
-            for t in results:
-                lower = t.get("lowercased", {}).get("bleu", "-")
-                lines.append(f"| {r['name']} | `{config}` | {trained} | {wall} | {r['device']} | {test} | {t['beam']} "
-                             f"| {t['bleu']} | {t['chrf']} | {lower} |")
+        averaged = r.get("averaged", {})
+        for name, tests in ((r["name"], r["tests"]),
+                            (f"{r['name']}, mean of its {len(averaged.get('checkpoints', []))} best checkpoints",
+                             averaged.get("tests", {}))):
+            for test, results in tests.items():
+                for t in results:
+                    lower = t.get("lowercased", {}).get("bleu", "-")
+                    lines.append(f"| {name} | `{config}` | {trained} | {wall} | {r['device']} | {test} | {t['beam']} "
+                                 f"| {t['bleu']} | {t['chrf']} | {lower} |")
     return lines
 
 

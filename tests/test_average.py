@@ -9,11 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from nmt.decode.translate import Translator
-from nmt.errors import CheckpointError
 from nmt.train.checkpoint import average_checkpoints, best_checkpoints
 from nmt.train.loop import train
 from tests.conftest import tiny_config
-from tests.test_bad_input import run_nmt, usage_error
+from tests.test_bad_input import run_nmt
 
 
 @pytest.fixture(scope="module")
@@ -58,23 +57,6 @@ def test_cli_average_best(run_with_three_best, tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert "averaged 2 checkpoints" in result.stdout.decode()
     assert (tmp_path / "avg" / "model.safetensors").is_file()
-
-
-def test_cli_average_refuses_another_model_and_existing_output(run_with_three_best, tmp_path):
-    import shutil
-
-    a, b = best_checkpoints(run_with_three_best, 2)
-    other = tmp_path / "other"
-    shutil.copytree(b, other)
-    config = json.loads((other / "config.json").read_text())
-    config["model"]["hidden"] += 1
-    (other / "config.json").write_text(json.dumps(config))
-    usage_error(run_nmt("average", a, other, "-o", tmp_path / "avg", cwd=tmp_path), "other", "another model")
-    assert not (tmp_path / "avg").exists()
-    (tmp_path / "taken").mkdir()
-    usage_error(run_nmt("average", a, b, "-o", tmp_path / "taken", cwd=tmp_path), "already exists")
-    with pytest.raises(CheckpointError, match="no evaluated checkpoints"):
-        best_checkpoints(tmp_path, 1)
 
 
 def test_quality_run_scores_the_best_and_the_averaged_checkpoint(workspace, tmp_path):

@@ -10,6 +10,7 @@ Every case runs `python -m nmt ...` in a subprocess (cwd a fresh tmp folder) and
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -456,3 +457,36 @@ def test_bleu_missing_file(tmp_path, missing):
     (tmp_path / present).write_text("a b c\n", encoding="utf-8")
     name = {"ref": "ref.txt", "hyp": "hyp.txt"}[missing]
     usage_error(run_nmt("bleu", "hyp.txt", "--ref", "ref.txt", cwd=tmp_path), name, "not found")
+
+
+# --- average -----------------------------------------------------------------------------------
+
+
+def test_average_refuses_a_checkpoint_of_another_model(tmp_path, trained_run):
+    other = tmp_path / "other"
+    shutil.copytree(trained_run / "last", other)
+    config = json.loads((other / "config.json").read_text())
+    config["model"]["hidden"] += 1
+    (other / "config.json").write_text(json.dumps(config))
+    usage_error(run_nmt("average", trained_run / "last", other, "-o", "avg", cwd=tmp_path),
+                "other", "another model", "one run")
+    assert not (tmp_path / "avg").exists() and not list(tmp_path.glob(".avg*"))
+
+
+def test_average_keeps_an_existing_output(tmp_path, trained_run):
+    (tmp_path / "avg").mkdir()
+    (tmp_path / "avg" / "mine.txt").write_text("keep me", encoding="utf-8")
+    before = snapshot(tmp_path)
+    usage_error(run_nmt("average", trained_run, "--best", "2", "-o", "avg", cwd=tmp_path), "avg", "already exists")
+    assert snapshot(tmp_path) == before
+
+
+def test_average_run_without_evaluated_checkpoints(tmp_path):
+    (tmp_path / "run").mkdir()
+    usage_error(run_nmt("average", "run", "--best", "2", "-o", "avg", cwd=tmp_path),
+                "run", "no evaluated checkpoints", "train.eval_every")
+
+
+def test_average_best_with_several_folders(tmp_path, trained_run):
+    usage_error(run_nmt("average", trained_run, trained_run, "--best", "2", "-o", "avg", cwd=tmp_path),
+                "--best", "one run folder")
