@@ -293,13 +293,12 @@ def average_checkpoints(folders: list[Path], out: Path) -> Path:
                                   f"average checkpoints of one run only")
         weights = load_tensors(folder / "model.safetensors")
         if total is None:
-            total = {k: v.double() for k, v in weights.items()}
+            total, dtypes = {k: v.double() for k, v in weights.items()}, {k: v.dtype for k, v in weights.items()}
         elif weights.keys() != total.keys() or any(weights[k].shape != total[k].shape for k in total):
             raise CheckpointError(f"{folder} has other tensors than {first}: average checkpoints of one run only")
         else:
             for k, v in weights.items():
                 total[k] += v.double()
-    dtypes = {k: v.dtype for k, v in load_tensors(first / "model.safetensors").items()}
     mean = {k: (v / len(folders)).to(dtypes[k]).contiguous() for k, v in total.items()}
     tmp = out.with_name(f".{out.name}.tmp")
     try:
