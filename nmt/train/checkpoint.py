@@ -171,6 +171,14 @@ def _point(link: Path, target: Path) -> None:
 def _prune(run_dir: Path, keep_best: int) -> None:
     """Remove checkpoints that are neither `last`, `best`, nor among the `keep_best` best scores."""
     keep = {(run_dir / link).resolve() for link in ("last", "best") if (run_dir / link).is_symlink()}
+    keep |= {folder.resolve() for folder in _by_score(run_dir)[:keep_best]}
+    for folder in (run_dir / CHECKPOINTS).glob("step-*"):
+        if folder.resolve() not in keep:
+            _remove(folder)
+
+
+def _by_score(run_dir: Path) -> list[Path]:
+    """A run's evaluated checkpoints, best dev score first (ties: the later step first)."""
     scored = []
     for folder in (run_dir / CHECKPOINTS).glob("step-*"):
         try:
@@ -179,10 +187,7 @@ def _prune(run_dir: Path, keep_best: int) -> None:
             continue  # half-deleted or foreign: leave it alone
         if score is not None:
             scored.append((score, folder.name, folder))
-    keep |= {folder.resolve() for _, _, folder in sorted(scored, reverse=True)[:keep_best]}
-    for folder in (run_dir / CHECKPOINTS).glob("step-*"):
-        if folder.resolve() not in keep:
-            _remove(folder)
+    return [folder for _, _, folder in sorted(scored, reverse=True)]
 
 
 def _remove(folder: Path) -> None:
@@ -264,16 +269,13 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 
 
 def best_checkpoints(run_dir: Path, count: int) -> list[Path]:
-    """The `count` checkpoints of a run with the best dev scores, best first."""
-    scored = []
-    for folder in (run_dir / CHECKPOINTS).glob("step-*"):
-        score = read_json(folder / "trainer.json").get("score")
-        if score is not None:
-            scored.append((score, folder.name, folder))
-    if not scored:
+    """The `count` checkpoints of a run with the best dev scores, best first: the ones that
+    pruning keeps with train.keep_best = count."""
+    ranked = _by_score(run_dir)
+    if not ranked:
         raise CheckpointError(f"{run_dir} has no evaluated checkpoints: train until the first evaluation "
                               f"(train.eval_every), or pass checkpoint folders")
-    return [folder for _, _, folder in sorted(scored, reverse=True)[:count]]
+    return ranked[:count]
 
 
 def average_checkpoints(folders: list[Path], out: Path) -> Path:
