@@ -32,45 +32,42 @@ from scripts.benchmark_train import ARCHS, BareSeq2Seq, bare_ceiling, guarded  #
 class CellSteps(BareSeq2Seq):
     """BareSeq2Seq's attention model with its decoder stepped as LSTMCells."""
 
-    precompute = False
-
     def __init__(self, arch):
         super().__init__(arch)
         del self.decoder
         h = arch.hidden
         self.cells = nn.ModuleList(nn.LSTMCell(arch.embed + h if i == 0 else h, h) for i in range(arch.layers))
 
-    def forward(self, src, tgt_in, tgt_out):
-        memory, (h, c) = self.encoder(self.src_embed(src))
-        layers, e = self.arch.layers, self.arch.embed
-        h = h.view(layers, 2, -1, h.size(2)).permute(0, 2, 1, 3).reshape(layers, -1, 2 * h.size(2))
-        c = c.view(layers, 2, -1, c.size(2)).permute(0, 2, 1, 3).reshape(layers, -1, 2 * c.size(2))
-        hs, cs = list(h.unbind(0)), list(c.unbind(0))
-        keys, embedded = self.attn_w(memory), self.tgt_embed(tgt_in)
-        first = self.cells[0]
-        if self.precompute:  # (B, T, 4H): the embedding part of layer 1's gates, all steps at once
-            pre = F.linear(embedded, first.weight_ih[:, :e], first.bias_ih + first.bias_hh)
-            recurrent = torch.cat([first.weight_ih[:, e:], first.weight_hh], 1)  # [feed; h] -> gates
-        feed, outs = memory.new_zeros(src.size(0), self.arch.hidden), []
-        for t in range(tgt_in.size(1)):
-            for i, cell in enumerate(self.cells):
-                if i == 0 and self.precompute:
-                    gates = pre[:, t] + torch.cat([feed, hs[0]], -1) @ recurrent.t()
-                    in_gate, forget, update, out_gate = gates.float().chunk(4, 1)
-                    cs[0] = torch.sigmoid(forget) * cs[0] + torch.sigmoid(in_gate) * torch.tanh(update)
-                    hs[0] = torch.sigmoid(out_gate) * torch.tanh(cs[0])
-                else:
-                    hs[i], cs[i] = cell(torch.cat([embedded[:, t], feed], -1) if i == 0 else hs[i - 1], (hs[i], cs[i]))
-            out = hs[-1].unsqueeze(1)
-            weights = torch.softmax(out @ keys.transpose(1, 2), -1)
-            feed = torch.tanh(self.combine(torch.cat([weights @ memory, out], -1))).squeeze(1)
-            outs.append(feed)
-        logits = self.output(torch.stack(outs, 1))
-        return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), reduction="sum") / src.size(0)
+    def start(self, embedded, state):
+        h, c = state
+        return embedded, (list(h.unbind(0)), list(c.unbind(0)))
+
+    def step(self, x, feed, state):
+        hs, cs = state
+        for i, cell in enumerate(self.cells):
+            hs[i], cs[i] = cell(torch.cat([x, feed], -1) if i == 0 else hs[i - 1], (hs[i], cs[i]))
+        return hs[-1].unsqueeze(1), (hs, cs)
 
 
 class PrecomputedCellSteps(CellSteps):
-    precompute = True
+    """The cells, with the embedding part of layer 1's gates computed for all positions at once."""
+
+    def start(self, embedded, state):
+        _, (hs, cs) = super().start(embedded, state)
+        first, e = self.cells[0], self.arch.embed
+        pre = F.linear(embedded, first.weight_ih[:, :e], first.bias_ih + first.bias_hh)  # (B, T, 4H)
+        recurrent = torch.cat([first.weight_ih[:, e:], first.weight_hh], 1)  # [feed; h] -> gates
+        return pre, (hs, cs, recurrent)
+
+    def step(self, gates_from_embedding, feed, state):
+        hs, cs, recurrent = state
+        gates = gates_from_embedding + torch.cat([feed, hs[0]], -1) @ recurrent.t()
+        in_gate, forget, update, out_gate = gates.float().chunk(4, 1)
+        cs[0] = torch.sigmoid(forget) * cs[0] + torch.sigmoid(in_gate) * torch.tanh(update)
+        hs[0] = torch.sigmoid(out_gate) * torch.tanh(cs[0])
+        for i in range(1, len(self.cells)):
+            hs[i], cs[i] = self.cells[i](hs[i - 1], (hs[i], cs[i]))
+        return hs[-1].unsqueeze(1), (hs, cs, recurrent)
 
 
 VARIANTS = {"lstm-call": BareSeq2Seq, "cells": CellSteps, "cells-pre": PrecomputedCellSteps}

@@ -87,9 +87,10 @@ class BareSeq2Seq(nn.Module):
             h = h.view(layers, 2, -1, h.size(2)).permute(0, 2, 1, 3).reshape(layers, -1, 2 * h.size(2))
             c = c.view(layers, 2, -1, c.size(2)).permute(0, 2, 1, 3).reshape(layers, -1, 2 * c.size(2))
             keys = self.attn_w(memory)
-            embedded, feed, outs = self.tgt_embed(tgt_in), memory.new_zeros(src.size(0), self.arch.hidden), []
+            inputs, state = self.start(self.tgt_embed(tgt_in), (h, c))
+            feed, outs = memory.new_zeros(src.size(0), self.arch.hidden), []
             for t in range(tgt_in.size(1)):
-                out, (h, c) = self.decoder(torch.cat([embedded[:, t], feed], -1).unsqueeze(1), (h, c))
+                out, state = self.step(inputs[:, t], feed, state)
                 weights = torch.softmax(out @ keys.transpose(1, 2), -1)
                 feed = torch.tanh(self.combine(torch.cat([weights @ memory, out], -1))).squeeze(1)
                 outs.append(feed)
@@ -98,6 +99,15 @@ class BareSeq2Seq(nn.Module):
             out, _ = self.decoder(self.tgt_embed(tgt_in), (h, c))
         logits = self.output(out)
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), reduction="sum") / src.size(0)
+
+    # The attention decoder's loop, in two hooks (benchmarks/decoder_variants.py steps it other ways).
+    def start(self, embedded, state):
+        """What the loop steps over (B, T, ...), and the decoder's first state."""
+        return embedded, state
+
+    def step(self, x, feed, state):
+        """One target position with input feeding: the top layer's output (B, 1, H), the next state."""
+        return self.decoder(torch.cat([x, feed], -1).unsqueeze(1), state)
 
 
 def bare_ceiling(arch: Arch, batch: int, length: int, device, *, steps: int, graph: bool, bf16: bool,
@@ -213,20 +223,24 @@ def guarded(fn, *args, **kwargs) -> dict:
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
 
 
+def more_steps(trainer: Trainer, config, steps: int) -> None:
+    """Train `steps` more updates, then read the loss (which waits for the device)."""
+    trainer.config = replace(config, train={"max_steps": trainer.config.train.max_steps + steps})
+    trainer.train_steps()
+    trainer._window.take()
+
+
 def profile_steps(trainer: Trainer, config, device, steps: int) -> dict:
     """`steps` more training steps under torch.profiler: how busy the GPU is, and with what."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
-    max_steps = trainer.config.train.max_steps
-    trainer.config = replace(config, train={"max_steps": max_steps + steps})
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()  # inside the profiler: its start-up and trace processing are not timed
-        trainer.train_steps()
-        trainer._window.take()
+        more_steps(trainer, config, steps)
         if cuda:
             torch.cuda.synchronize()
         wall_us = 1e6 * (time.perf_counter() - start)
@@ -275,9 +289,7 @@ def real_loop(arch: Arch, prepared: Path, device, *, batch: int, warmup_steps: i
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     tokens_before, start = trainer.state.tgt_tokens, time.perf_counter()
-    trainer.config = replace(config, train={"max_steps": warmup_steps + steps})
-    trainer.train_steps()
-    trainer._window.take()  # reads the loss: waits for the device
+    more_steps(trainer, config, steps)
     seconds = time.perf_counter() - start
     batches = trainer.sampler.epoch(0)
     result = {
