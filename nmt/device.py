@@ -20,10 +20,10 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device, bf16: bool, cache: bool = True):
+def autocast(device: torch.device, bf16: bool):
     """bf16 autocast on CUDA when asked for; a no-op context on the CPU.
 
-    `cache=False` inside CUDA graph capture: autocast's cache of cast weights must not outlive it.
+    Its cache (one bf16 copy of each weight while the context is open) is on: a context that
+    opens and closes inside a captured CUDA graph recasts the weights at every replay.
     """
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda",
-                          cache_enabled=cache)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")

@@ -13,6 +13,7 @@ from nmt.decode.search import beam_search
 from nmt.model import Seq2Seq
 from nmt.model.attention import Attention
 from nmt.model.ensemble import Ensemble
+from nmt.model.rnn import StackedRNN
 from tests.test_search import random_batch, reference_beam
 
 VARIANTS = {
@@ -163,3 +164,27 @@ def test_tied_weights_survive_a_checkpoint_round_trip(tmp_path):
     load_weights(fresh, tmp_path)
     assert fresh.output.weight is fresh.tgt_embed.weight
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+@pytest.mark.parametrize("options", [dict(cell="lstm"), dict(cell="gru"), dict(cell="lstm", residual=True),
+                                     dict(cell="lstm", variational=True, dropout=0.5, residual=True),
+                                     dict(cell="gru", per_layer=True)],
+                         ids=["lstm", "gru", "residual", "variational+residual", "gru-per-layer"])
+def test_a_step_through_the_cells_is_the_stack_on_one_position(options):
+    """StackedRNN.step (cell functions, used by decoders that loop) computes what forward does."""
+    torch.manual_seed(0)
+    rnn = StackedRNN(input_size=5, hidden=6, layers=3, **options)
+    rnn.train(options.get("variational", False))  # variational: the same fixed masks on both paths
+    x, h = torch.randn(4, 3, 5), torch.randn(3, 4, 6)
+    state = (h, torch.randn(3, 4, 6) if options["cell"] == "lstm" else None)
+    masks = rnn.sample_masks(4, x)
+    assert rnn.training == any(m is not None for m in masks)
+    expected, (h_end, c_end) = rnn(x, state=state, masks=masks)
+    outputs = []
+    for t in range(x.size(1)):
+        out, state = rnn.step(x[:, t:t + 1], state, masks)
+        outputs.append(out)
+    torch.testing.assert_close(torch.cat(outputs, 1), expected)
+    torch.testing.assert_close(state[0], h_end)
+    if c_end is not None:
+        torch.testing.assert_close(state[1], c_end)

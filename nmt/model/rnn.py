@@ -9,6 +9,10 @@ Options, all off for the paper's model:
 
 Without residual connections or variational dropout the whole stack is one cuDNN call; otherwise
 it runs layer by layer (as it must when its layers sit on different GPUs). States use torch's layout: (layers * directions, B, hidden / directions).
+
+`step` runs one time step with the same weights through torch's cell functions (lstm_cell,
+gru_cell): a decoder that must loop over time (input feeding, search) pays two matrix multiplies
+and one fused kernel per layer instead of a cuDNN call's setup at every position.
 """
 
 from __future__ import annotations
@@ -85,6 +89,34 @@ class StackedRNN(nn.Module):
         home = finals_h[0].device
         c_all = torch.cat([c.to(home) for c in finals_c]) if self.is_lstm else None
         return x, (torch.cat([h.to(home) for h in finals_h]), c_all)
+
+    def step(self, x: torch.Tensor, state: State, masks: Optional[list] = None) -> tuple[torch.Tensor, State]:
+        """One time step of a one-directional stack on one device: x (B, 1, input) -> (B, 1, hidden), (h, c).
+
+        The same computation as `forward` on a length-1 sequence (dropout between layers, residual
+        connections and variational masks included), on the same parameters.
+        """
+        masks = masks if masks is not None else self.sample_masks(x.size(0), x)
+        h_all, c_all = state
+        x = x.squeeze(1)
+        hs, cs = [], []
+        for i in range(self.num_layers):
+            if i > 0:
+                x = self._drop_between(x, masks[i - 1].squeeze(1) if masks[i - 1] is not None else None)
+            weights = self._cell_weights(i)
+            if self.is_lstm:
+                h, c = torch.lstm_cell(x, (h_all[i], c_all[i]), *weights)
+                cs.append(c)
+            else:
+                h = torch.gru_cell(x, h_all[i], *weights)
+            hs.append(h)
+            x = h + x if self.residual and i > 0 else h
+        return x.unsqueeze(1), (torch.stack(hs), torch.stack(cs) if self.is_lstm else None)
+
+    def _cell_weights(self, i: int) -> tuple[torch.Tensor, ...]:
+        """Layer i's (w_ih, w_hh, b_ih, b_hh), wherever nn.LSTM / nn.GRU keeps them."""
+        rnn, k = (self.rnn, i) if self.fused else (self.layers[i], 0)
+        return tuple(getattr(rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
     def _drop_between(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if mask is not None:

@@ -165,7 +165,9 @@ class Seq2Seq(nn.Module):
             inputs.append(context)
         elif self.input_feeding:
             inputs.append(state.feed.unsqueeze(1))
-        rnn_out, (h, c) = self.decoder(torch.cat(inputs, -1), state=(state.h, state.c), masks=masks)
+        # A layer pipeline spreads the layers over devices: there the stack's forward moves the tensors.
+        run = self.decoder.step if self.pipeline is None else self.decoder
+        rnn_out, (h, c) = run(torch.cat(inputs, -1), state=(state.h, state.c), masks=masks)
         out = self._drop(self._output_vector(rnn_out, replace(state, h=h, c=c), context), self.dropout, out_mask)
         feed = out.squeeze(1) if self.input_feeding else None
         return out, replace(state, h=h, c=c, feed=feed)

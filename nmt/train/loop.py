@@ -166,7 +166,10 @@ class Trainer:
         for the host, so the same code is captured into CUDA graphs.
         """
         t = self.config.train
-        with autocast(self.device, t.bf16, cache=self.captured is None):
+        # Autocast casts each weight to bf16 once per step (its cache). Under graph capture the
+        # context opens and closes inside the captured step, so the casts are part of every replay
+        # and read the weights of that moment.
+        with autocast(self.device, t.bf16):
             loss_sum = self.forward(src, src_lens, tgt_in, tgt_out, label_smoothing=t.label_smoothing)
         (loss_sum / divisor).backward()
         norm = clip_gradient_norm(self.parameters, t.clip_norm)
