@@ -176,15 +176,15 @@ def test_a_step_through_the_cells_is_the_stack_on_one_position(options):
     rnn = StackedRNN(input_size=5, hidden=6, layers=3, **options)
     rnn.train(options.get("variational", False))  # variational: the same fixed masks on both paths
     x, h = torch.randn(4, 3, 5), torch.randn(3, 4, 6)
-    state = (h, torch.randn(3, 4, 6) if options["cell"] == "lstm" else None)
+    c = torch.randn(3, 4, 6) if options["cell"] == "lstm" else None
     masks = rnn.sample_masks(4, x)
     assert rnn.training == any(m is not None for m in masks)
-    expected, (h_end, c_end) = rnn(x, state=state, masks=masks)
-    outputs = []
+    expected, (h_end, c_end) = rnn(x, state=(h, c), masks=masks)
+    outputs, state = [], (list(h), list(c) if c is not None else None)
     for t in range(x.size(1)):
-        out, state = rnn.step(x[:, t:t + 1], state, masks)
+        out, state = rnn.step(x[:, t], state, masks)
         outputs.append(out)
-    torch.testing.assert_close(torch.cat(outputs, 1), expected)
-    torch.testing.assert_close(state[0], h_end)
+    torch.testing.assert_close(torch.stack(outputs, 1), expected)
+    torch.testing.assert_close(torch.stack(state[0]), h_end)
     if c_end is not None:
-        torch.testing.assert_close(state[1], c_end)
+        torch.testing.assert_close(torch.stack(state[1]), c_end)

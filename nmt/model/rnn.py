@@ -90,28 +90,29 @@ class StackedRNN(nn.Module):
         c_all = torch.cat([c.to(home) for c in finals_c]) if self.is_lstm else None
         return x, (torch.cat([h.to(home) for h in finals_h]), c_all)
 
-    def step(self, x: torch.Tensor, state: State, masks: Optional[list] = None) -> tuple[torch.Tensor, State]:
-        """One time step of a one-directional stack on one device: x (B, 1, input) -> (B, 1, hidden), (h, c).
+    def step(self, x: torch.Tensor, state: tuple[list, Optional[list]],
+             masks: Optional[list] = None) -> tuple[torch.Tensor, tuple[list, Optional[list]]]:
+        """One time step of a one-directional stack on one device: x (B, input) -> (B, hidden).
 
-        The same computation as `forward` on a length-1 sequence (dropout between layers, residual
-        connections and variational masks included), on the same parameters.
+        The state is a list of per-layer h (B, hidden) and one of c (None for a GRU); so is the
+        state returned. The same computation as `forward` on a length-1 sequence (dropout between
+        layers, residual connections and variational masks included), on the same parameters.
         """
         masks = masks if masks is not None else self.sample_masks(x.size(0), x)
-        h_all, c_all = state
-        x = x.squeeze(1)
+        h_in, c_in = state
         hs, cs = [], []
         for i in range(self.num_layers):
             if i > 0:
                 x = self._drop_between(x, masks[i - 1].squeeze(1) if masks[i - 1] is not None else None)
             weights = self._cell_weights(i)
             if self.is_lstm:
-                h, c = torch.lstm_cell(x, (h_all[i], c_all[i]), *weights)
+                h, c = torch.lstm_cell(x, (h_in[i], c_in[i]), *weights)
                 cs.append(c)
             else:
-                h = torch.gru_cell(x, h_all[i], *weights)
+                h = torch.gru_cell(x, h_in[i], *weights)
             hs.append(h)
             x = h + x if self.residual and i > 0 else h
-        return x.unsqueeze(1), (torch.stack(hs), torch.stack(cs) if self.is_lstm else None)
+        return x, (hs, cs if self.is_lstm else None)
 
     def _cell_weights(self, i: int) -> tuple[torch.Tensor, ...]:
         """Layer i's (w_ih, w_hh, b_ih, b_hh), wherever nn.LSTM / nn.GRU keeps them."""

@@ -157,20 +157,27 @@ class Seq2Seq(nn.Module):
         return torch.tanh(self.combine(torch.cat([context, rnn_out], dim=-1)))
 
     def _step(self, embedded: torch.Tensor, state: DecoderState, masks=None, out_mask=None):
-        """One decoder step: embedded (B, 1, E) -> output vector (B, 1, H), next state."""
+        """One decoder step: embedded (B, E) -> output vector (B, H), next state.
+
+        Here the state's h and c are lists of per-layer (B, H) tensors: a loop over positions
+        then never stacks and slices a (layers, B, H) tensor, in the forward or the backward pass.
+        """
         context = None
         inputs = [embedded]
         if self.attention_kind == "additive":  # Bahdanau: attend with the previous state first
             context, _ = self.attention(state.h[-1].unsqueeze(1), state.keys, state.memory, state.src_mask)
-            inputs.append(context)
+            inputs.append(context.squeeze(1))
         elif self.input_feeding:
-            inputs.append(state.feed.unsqueeze(1))
-        # A layer pipeline spreads the layers over devices: there the stack's forward moves the tensors.
-        run = self.decoder.step if self.pipeline is None else self.decoder
-        rnn_out, (h, c) = run(torch.cat(inputs, -1), state=(state.h, state.c), masks=masks)
-        out = self._drop(self._output_vector(rnn_out, replace(state, h=h, c=c), context), self.dropout, out_mask)
-        feed = out.squeeze(1) if self.input_feeding else None
-        return out, replace(state, h=h, c=c, feed=feed)
+            inputs.append(state.feed)
+        x = torch.cat(inputs, -1) if len(inputs) > 1 else embedded
+        if self.pipeline is None:
+            rnn_out, (h, c) = self.decoder.step(x, (state.h, state.c), masks)
+        else:  # the layers sit on several devices: the stack's forward moves the tensors
+            rnn_out, (h, c) = self.decoder(x.unsqueeze(1), state=_stacked(state.h, state.c), masks=masks)
+            rnn_out, (h, c) = rnn_out.squeeze(1), _unstacked(h, c)
+        out = self._output_vector(rnn_out.unsqueeze(1), replace(state, h=h, c=c), context).squeeze(1)
+        out = self._drop(out, self.dropout, None if out_mask is None else out_mask.squeeze(1))
+        return out, replace(state, h=h, c=c, feed=out if self.input_feeding else None)
 
     def decode_all(self, tgt_in: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Teacher forcing: tgt_in (B, T) -> output vectors (B, T, H)."""
@@ -182,16 +189,20 @@ class Seq2Seq(nn.Module):
         masks = self.decoder.sample_masks(tgt_in.size(0), embedded)
         out_mask = (sequence_dropout_mask(tgt_in.size(0), self.hidden, self.dropout, embedded)
                     if self.training and self.variational and self.dropout > 0 else None)
+        h, c = _unstacked(state.h, state.c)
+        state = replace(state, h=h, c=c)
         outputs = []
-        for t in range(tgt_in.size(1)):
-            out, state = self._step(embedded[:, t:t + 1], state, masks, out_mask)
+        for position in embedded.unbind(1):  # one unbind (its backward one stack), not a slice per step
+            out, state = self._step(position, state, masks, out_mask)
             outputs.append(out)
-        return torch.cat(outputs, dim=1)
+        return torch.stack(outputs, dim=1)
 
     def decode_step(self, prev_tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """prev_tokens (B,) -> log-probabilities (B, V) in float32, and the next state."""
-        out, state = self._step(self.tgt_embed(prev_tokens).unsqueeze(1), state)  # (B, 1, H)
-        return F.log_softmax(self.output(out.squeeze(1)).float(), dim=-1), state
+        h, c = _unstacked(state.h, state.c)
+        out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
+        h, c = _stacked(state.h, state.c)
+        return F.log_softmax(self.output(out).float(), dim=-1), replace(state, h=h, c=c)
 
     def forward(self, src, src_lens, tgt_in, tgt_out, label_smoothing: float = 0.0) -> torch.Tensor:
         """Summed cross-entropy over the real target tokens (padding ignored), as a scalar."""
@@ -238,6 +249,15 @@ class Seq2Seq(nn.Module):
         embedded = self._drop(self.tgt_embed(tgt_in), self.embed_dropout)
         out, _ = wavefront(self.decoder.layers, devices, embedded, finals, **options)
         return self._drop(out, self.dropout)
+
+
+def _unstacked(h: torch.Tensor, c: Optional[torch.Tensor]) -> tuple[list, Optional[list]]:
+    """(layers, B, H) states -> lists of per-layer (B, H) tensors."""
+    return list(h.unbind(0)), list(c.unbind(0)) if c is not None else None
+
+
+def _stacked(h: list, c: Optional[list]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    return torch.stack(h), torch.stack(c) if c is not None else None
 
 
 def build_model(config, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
