@@ -47,12 +47,13 @@ def rows(records: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         config = next((w for w in shlex.split(r["command"]) if w.endswith(".yaml")), "?")
-        trained = (f"{r['steps']:,} ({r['epochs_trained']:.1f})" if r.get("steps")
-                   else f"ensemble of {ensemble_size(r)} (no training)")
+        epochs = f" ({r['epochs_trained']:.1f})" if r.get("epochs_trained") is not None else ""
+        trained = f"{r['steps']:,}{epochs}" if r.get("steps") else f"ensemble of {ensemble_size(r)} (no training)"
         wall = f"{r['train_wall_seconds'] / 60:.1f} min" if r.get("train_wall_seconds") else "-"
         averaged = r.get("averaged", {})
         for name, tests in ((r["name"], r["tests"]),
-                            (f"{r['name']}, mean of its {len(averaged.get('checkpoints', []))} best checkpoints",
+                            (f"{r['name']}, mean of its {averaged.get('count') or len(averaged.get('checkpoints') or [])} "
+                             "best checkpoints",
                              averaged.get("tests", {}))):
             for test, results in tests.items():
                 for t in results:
@@ -71,6 +72,9 @@ def main(argv=None) -> None:
     print("\nCommands (one a run):\n")
     for r in records:
         print(f"- {r['name']}: `{reproducing_command(r)}`")
+    for r in records:  # a record that could not be written whole says what it holds
+        if r.get("partial"):
+            print(f"\nNote on {r['name']}: {r['partial']}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,3 +80,29 @@ def test_quality_run_scores_the_best_and_the_averaged_checkpoint(workspace, tmp_
         assert all("bleu" in r and "lowercased" in r for r in tests["test"])
     assert len(record["averaged"]["checkpoints"]) == 2
     assert (out.parent / "toy.averaged.test.beam2.hyp").is_file()
+
+
+def test_quality_ensemble_trains_members_side_by_side_and_scores_their_ensemble(workspace, tmp_path):
+    import yaml
+
+    from tests.conftest import tiny_config_dict
+
+    root = Path(__file__).resolve().parents[1]
+    raw = tiny_config_dict(workspace, train={"max_steps": 6, "eval_every": 3, "save_every": 3, "keep_best": 2})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    members = [f"train.run_dir={tmp_path / 'm1'} train.seed=1", f"train.run_dir={tmp_path / 'm2'} train.seed=2 model.dropout=0.2"]
+    env = {**os.environ, "QUALITY_ARGS": "--beams 2", "PYTHONPATH": str(root)}
+    result = subprocess.run(["bash", str(root / "scripts" / "quality_ensemble.sh"), "toy", str(tmp_path / "c.yaml"),
+                             *members], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = tmp_path / "runs" / "results"
+    member = json.loads((results / "toy-member-2.json").read_text())
+    assert member["config"]["model"]["dropout"] == 0.2 and member["config"]["train"]["seed"] == 2
+    averaged = json.loads((results / "toy-averaged.json").read_text())
+    assert [Path(p).parent.name for p in averaged["command"].split("--eval-only")[1].split()[:2]] == ["m1", "m2"]
+    assert averaged["tests"]["test"][0]["beam"] == 2
+    assert json.loads((results / "toy-best.json").read_text())["command"].count("/best") == 2
+
+    missing = subprocess.run(["bash", str(root / "scripts" / "quality_ensemble.sh"), "toy", str(tmp_path / "c.yaml"),
+                              "train.seed=3"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "train.run_dir" in missing.stderr

@@ -53,6 +53,12 @@ def test_quality_table_rows_and_reproducing_commands(tmp_path):
     assert len(table) == 2 + 3
     assert "| m30k | `configs/multi30k-en-de.yaml` | 4,051 (8.8) | 7.6 min | GPU | test | 1 | 35.5 | 61.2 | 35.9 |" in table
     assert table[-1].startswith("| ens | `c.yaml` | ensemble of 2 (no training)") and table[-1].endswith("| 12 | 29.6 | 50.6 | - |")
+    # a partial record (no epochs, no wall time; its averaged checkpoints counted, not named)
+    partial = {**trained, "epochs_trained": None, "train_wall_seconds": None, "partial": "copied from the log",
+               "averaged": {"checkpoints": None, "count": 5, "tests": {"test": [{"beam": 10, "bleu": 38.0, "chrf": 63.0}]}}}
+    table = rows([partial])
+    assert "| m30k | `configs/multi30k-en-de.yaml` | 4,051 | - | GPU | test | 1 | 35.5 | 61.2 | 35.9 |" in table
+    assert table[-1].startswith("| m30k, mean of its 5 best checkpoints |")
 
 
 def test_decoder_variants_run_on_cpu_and_agree():
