@@ -34,8 +34,8 @@ from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 class DecoderState:
     """What the decoder carries from step to step. Batch is dim 1 of h and c, dim 0 of the rest."""
 
-    h: torch.Tensor  # (layers, B, hidden)
-    c: Optional[torch.Tensor] = None  # (layers, B, hidden); None for a GRU
+    h: torch.Tensor  # (layers, B, hidden); inside the decoder's loop (_step) a list of per-layer (B, hidden)
+    c: Optional[torch.Tensor] = None  # the same layout as h; None for a GRU
     memory: Optional[torch.Tensor] = None  # (B, S, hidden) encoder outputs, for attention
     keys: Optional[torch.Tensor] = None  # (B, S, hidden) the attention's view of memory
     src_mask: Optional[torch.Tensor] = None  # (B, S) True at real source tokens
