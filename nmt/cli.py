@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -104,10 +103,10 @@ def train_command(
         from nmt.train.loop import train
 
         run_dir = train(cfg)
-    from nmt.train.distributed import leave
+    from nmt.train.distributed import first_process, leave
 
     leave()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if first_process():
         # A run that never evaluated (eval_every beyond its last step) has `last` but no `best`.
         best = run_dir / "best" if (run_dir / "best").exists() else run_dir / "last"
         typer.echo(f"done: checkpoints in {run_dir} ({best.name}: {best})")

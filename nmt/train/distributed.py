@@ -41,6 +41,11 @@ class World:
         return [bool(v) for v in values.tolist()]
 
 
+def first_process() -> bool:
+    """Whether this is the process that writes (rank 0 under torchrun; a lone process is)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def join(device_name: str) -> tuple[World, torch.device]:
     """Join the process group that torchrun describes in the environment, if any."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -36,7 +36,7 @@ from nmt.errors import CheckpointError, ConfigError, DataError, NmtError, Traini
 from nmt.evaluate import score
 from nmt.model import build_model
 from nmt.train import checkpoint
-from nmt.train.distributed import join
+from nmt.train.distributed import first_process, join
 from nmt.train.graphs import CapturedSteps
 from nmt.train.progress import JsonlLog, Progress
 from nmt.train.schedule import clip_gradient_norm, learning_rate
@@ -299,12 +299,12 @@ class Trainer:
 
     def _step_on(self, indices) -> None:
         """Train on one batch; a batch that runs out of GPU memory is skipped."""
-        batch = self._batch(indices)
+        batch, divisor = self._batch(indices), self.divisor(indices)
         try:
             if self.captured is not None:
-                step_loss = self.captured(batch, self.divisor(indices))
+                step_loss = self.captured(batch, divisor)
             else:
-                step_loss = self.train_step(batch.to(self.device, non_blocking=True), self.divisor(indices))
+                step_loss = self.train_step(batch.to(self.device, non_blocking=True), divisor)
         except torch.OutOfMemoryError:
             # Skip, rather than split: the batch's sentences come back next epoch, and the step
             # count (and so the schedule and resume position) stays the same as without the error.
@@ -489,7 +489,7 @@ def start_run(config: Config) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create run folder {run_dir}: {e.strerror}") from None
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the first process writes
+    if first_process():  # under torchrun, the first process writes
         write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return run_dir
 
