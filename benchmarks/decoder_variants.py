@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_train import ARCHS, BareSeq2Seq, bare_ceiling, guarded  # noqa: E402
 
 
@@ -81,7 +81,6 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--shape", default="128x25", help="batch x length")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (a CPU smoke test)")
-    parser.add_argument("--commit", default="unknown")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -89,9 +88,7 @@ def main(argv=None) -> list[dict]:
     if args.tiny:
         arch = replace(arch, layers=2, hidden=16, embed=16, vocab=64)
     batch, length = map(int, args.shape.split("x"))
-    header = {"command": "python " + " ".join(sys.argv), "commit": args.commit, "torch": torch.__version__,
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-              "arch": arch.name, "shape": args.shape}
+    header = {**provenance(), "arch": arch.name, "shape": args.shape}
     records = []
     # "graph" keeps autocast's weight cache on (one bf16 copy of each weight per step, cast inside
     # the captured step), as the toolkit does; "graph-nocache" casts a weight at every use.

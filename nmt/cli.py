@@ -25,6 +25,9 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from nmt.log import configure
+
+        configure()  # messages on stderr, one per line (preprocess prints its own on stdout)
         try:
             return command(*args, **kwargs)
         except NmtError as e:
@@ -43,6 +46,11 @@ def user_errors(command):
 def _positive(name: str, value: Optional[int]) -> None:
     if value is not None and value < 1:
         raise NmtError(f"{name} must be at least 1, got {value}")
+
+
+def _flag(key: str) -> str:
+    """The command-line flag of a config key: max_len_a -> --max-len-a."""
+    return "--" + key.replace("_", "-")
 
 
 SET_HELP = "Override a config value, e.g. --set train.lr=0.5 (repeatable)."
@@ -68,14 +76,15 @@ def preprocess(
     """Train SentencePiece, encode and filter a parallel corpus into a prepared-data folder."""
     from nmt.config import load_config
     from nmt.data.prepare import prepare
+    from nmt.log import configure
 
+    configure(sys.stdout)  # progress goes to stdout with the summary: stderr holds nothing but an error
     flags = {"src_lang": src_lang, "tgt_lang": tgt_lang, "train": train, "valid": valid, "test": test,
              "src_vocab_size": vocab_size, "tgt_vocab_size": vocab_size, "joint_vocab": joint,
              "max_len": max_len, "max_len_ratio": max_len_ratio, "prepared": str(out) if out else None}
     flag_overrides = [f"data.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, list(overrides) + flag_overrides)
-    # Progress goes to stdout with the summary: stderr holds nothing but an error, on one line.
-    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite, log=typer.echo)
+    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite)
     typer.echo(f"wrote {cfg.data.prepared}: vocabularies {manifest['src_vocab_size']} / {manifest['tgt_vocab_size']}")
 
 
@@ -93,14 +102,14 @@ def train_command(
     if resume is not None:
         if config is not None:
             raise NmtError("--resume takes the config from the checkpoint: drop --config (use --set to change values)")
-        from nmt.train.loop import resume as resume_run
+        from nmt.train.start import resume as resume_run
 
         run_dir = resume_run(resume, overrides)
     else:
         if config is None:
             raise NmtError("nmt train needs --config CONFIG (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
         cfg = load_config(config, overrides)
-        from nmt.train.loop import train
+        from nmt.train.start import train
 
         run_dir = train(cfg)
     from nmt.train.distributed import first_process, leave
@@ -122,7 +131,8 @@ def translate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [stdout]."),
     beam: Optional[int] = typer.Option(None, help="Beam size; 1 is greedy [decode.beam]."),
     batch_size: Optional[int] = typer.Option(None, help="Sentences per batch [decode.batch_size]."),
-    n_best: int = typer.Option(1, help="Print this many hypotheses per sentence with their scores."),
+    n_best: Optional[int] = typer.Option(None, help="Print this many hypotheses per sentence with their scores "
+                                                    "[decode.n_best]."),
     length_penalty: Optional[float] = typer.Option(None, help="alpha in score / length**alpha [decode.length_penalty]."),
     max_len_a: Optional[float] = typer.Option(None, help="Output length limit a * source length + b [decode.max_len_a]."),
     max_len_b: Optional[int] = typer.Option(None, help="See --max-len-a [decode.max_len_b]."),
@@ -133,15 +143,15 @@ def translate(
         _positive(name, value)
     if length_penalty is not None and length_penalty < 0:
         raise NmtError(f"--length-penalty must be 0 or more, got {length_penalty}")
-    from nmt.decode.translate import translate_file  # imports torch: after the cheap checks
-    from nmt.train.checkpoint import load_config, resolve
+    from nmt.decode.translate import Translator, translate_file  # imports torch: after the cheap checks
+    from nmt.files import check_writable
 
-    decode = load_config(resolve(checkpoints[0])).decode
-    beam = beam or max(decode.beam, n_best)
-    if n_best > beam:
-        raise NmtError(f"--n-best {n_best} cannot exceed --beam {beam}")
-    translate_file(checkpoints, input, output, beam=beam, batch_size=batch_size or decode.batch_size, n_best=n_best,
-                   length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b, device=device)
+    if output is not None:
+        check_writable(output)
+    translator = Translator.load(checkpoints, device)
+    options = translator.options(beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty,
+                                 max_len_a=max_len_a, max_len_b=max_len_b, option_name=_flag)
+    translate_file(translator, input, output, options)
 
 
 @app.command()
@@ -154,7 +164,7 @@ def average(
 ):
     """Average the weights of several checkpoints of one run into a new checkpoint for translate."""
     _positive("--best", best)
-    from nmt.train.checkpoint import average_checkpoints, best_checkpoints
+    from nmt.checkpoint import average_checkpoints, best_checkpoints
 
     if best is not None:
         if len(checkpoints) != 1:

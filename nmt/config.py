@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import yaml
 
@@ -114,13 +114,32 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
+class DecodeOptions:
+    """How to decode: the config's `decode` section, and what search takes whole.
+
+    A checkpoint's section gives the defaults; `override` changes some of them (from the command
+    line or the Python API) and checks the result like the config is checked.
+    """
+
     beam: int = 12
-    batch_size: int = 64
+    batch_size: int = 64  # sentences per search batch
     length_penalty: float = 0.0  # score / length**alpha; 0 is the paper's plain log-probability
     max_len_a: float = 2.0  # the output stops at max_len_a * source_length + max_len_b tokens
     max_len_b: int = 10
-    n_best: int = 1
+    n_best: int = 1  # hypotheses returned per sentence, best first
+
+    def override(self, *, option_name: Callable[[str], str] = lambda key: f"decode.{key}",
+                 **changes) -> "DecodeOptions":
+        """A checked copy with the given values; None leaves a value as it is. An n_best above the
+        beam raises the beam to n_best unless the beam was given too. Errors name a value by
+        `option_name(key)` (the command line passes its flags' names)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "beam" not in changes and changes.get("n_best", 0) > self.beam:
+            changes["beam"] = changes["n_best"]
+        options = dataclasses.replace(self, **{k: _coerce(option_name(k), v, _hint(DecodeOptions, k))
+                                               for k, v in changes.items()})
+        check_decode(options, option_name)
+        return options
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists (tuples become lists), for JSON and YAML."""
@@ -137,7 +156,7 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
-_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+_SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeOptions}
 
 
 def _closest(name: str, choices) -> str:
@@ -187,20 +206,22 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
 
 
+def _hint(cls, key: str) -> Any:
+    """The type of field `key` of a config section class; an unknown key is a ConfigError."""
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        name = next(n for n, c in _SECTION_CLASSES.items() if c is cls)
+        raise ConfigError(f"unknown config key '{name}.{key}'{_closest(str(key), list(hints))}")
+    return hints[key]
+
+
 def _build_section(name: str, values: Any):
     cls = _SECTION_CLASSES[name]
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise ConfigError(f"unknown config key '{name}.{key}'{_closest(str(key), known)}")
-        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
-    return cls(**kwargs)
+    return cls(**{key: _coerce(f"{name}.{key}", value, _hint(cls, key)) for key, value in values.items()})
 
 
 def config_from_dict(raw: Any) -> Config:
@@ -284,8 +305,7 @@ def validate(config: Config) -> None:
                        ("model.embed", m.embed), ("train.batch_size", t.batch_size), ("train.log_every", t.log_every),
                        ("train.eval_every", t.eval_every), ("train.save_every", t.save_every),
                        ("train.bucket_pool", t.bucket_pool), ("train.tgt_multiple", t.tgt_multiple),
-                       ("train.max_nonfinite_in_a_row", t.max_nonfinite_in_a_row), ("decode.beam", dec.beam),
-                       ("decode.batch_size", dec.batch_size), ("decode.n_best", dec.n_best)]:
+                       ("train.max_nonfinite_in_a_row", t.max_nonfinite_in_a_row)]:
         _require(value > 0, f"config key '{key}' must be positive, got {value}")
     _require(d.src_vocab_size >= 8 and d.tgt_vocab_size >= 8, "data vocabulary sizes must be at least 8 (4 special tokens and some pieces)")
     _require(d.max_len_ratio >= 1.0, f"config key 'data.max_len_ratio' must be at least 1, got {d.max_len_ratio}")
@@ -301,10 +321,7 @@ def validate(config: Config) -> None:
     _require(t.max_steps is None or t.max_steps > 0, "config key 'train.max_steps' must be positive")
     _require(t.max_minutes is None or t.max_minutes > 0, "config key 'train.max_minutes' must be positive")
     _require(t.eval_bleu_sentences >= 0, "config key 'train.eval_bleu_sentences' must be 0 or more")
-    _require(dec.n_best <= dec.beam, f"decode.n_best ({dec.n_best}) cannot exceed decode.beam ({dec.beam})")
-    _require(dec.max_len_a >= 0 and dec.max_len_b >= 0, "decode.max_len_a and decode.max_len_b must be 0 or more")
-    _require(dec.max_len_a > 0 or dec.max_len_b > 0, "decode.max_len_a and decode.max_len_b cannot both be 0")
-    _require(dec.length_penalty >= 0, "config key 'decode.length_penalty' must be 0 or more")
+    check_decode(dec)
     for key, value in [("model.dropout", m.dropout), ("model.embed_dropout", m.embed_dropout),
                        ("train.label_smoothing", t.label_smoothing)]:
         _require(0 <= value < 1, f"config key '{key}' must be in [0, 1), got {value}")
@@ -331,3 +348,15 @@ def validate(config: Config) -> None:
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")
     _require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
              "config key 'train.early_stopping_patience' must be positive")
+
+
+def check_decode(dec: DecodeOptions, name: Callable[[str], str] = lambda key: f"decode.{key}") -> None:
+    """The decode section's rules, for a config and for options overridden at decode time; a value
+    is named `name(key)` in the message."""
+    for key in ("beam", "batch_size", "n_best"):
+        _require(getattr(dec, key) > 0, f"{name(key)} must be positive, got {getattr(dec, key)}")
+    _require(dec.n_best <= dec.beam, f"{name('n_best')} {dec.n_best} cannot exceed {name('beam')} {dec.beam}")
+    _require(dec.max_len_a >= 0 and dec.max_len_b >= 0,
+             f"{name('max_len_a')} and {name('max_len_b')} must be 0 or more")
+    _require(dec.max_len_a > 0 or dec.max_len_b > 0, f"{name('max_len_a')} and {name('max_len_b')} cannot both be 0")
+    _require(dec.length_penalty >= 0, f"{name('length_penalty')} must be 0 or more, got {dec.length_penalty}")

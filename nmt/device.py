@@ -27,3 +27,16 @@ def autocast(device: torch.device, bf16: bool):
     opens and closes inside a captured CUDA graph recasts the weights at every replay.
     """
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A copy of a CPU tensor on `device` that does not make the host wait for the device.
+
+    A plain `.to("cuda")` of pageable memory synchronises the stream; from page-locked memory
+    with non_blocking the copy is queued like a kernel. Pinned tensors (DataLoader batches) are
+    used as they are; others are pinned first (torch's caching host allocator keeps the buffer
+    alive until the copy is done).
+    """
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return (tensor if tensor.is_pinned() else tensor.pin_memory()).to(device, non_blocking=True)

@@ -9,12 +9,17 @@ from pathlib import Path
 from nmt.errors import DataError
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+def check_writable(path: Path) -> None:
+    """Refuse, before any work is done, an output whose folder is missing or that is a folder."""
     if not path.parent.is_dir():
         raise DataError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
     if path.is_dir():
         raise DataError(f"cannot write {path}: it is a folder; name a file")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    check_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode

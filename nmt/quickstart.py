@@ -8,6 +8,7 @@ and the test numbers never occur in training, so the model must compose, not rec
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,9 @@ from nmt.decode.translate import Translator
 from nmt.files import write_atomically
 from nmt.errors import NmtError
 from nmt.evaluate import score
-from nmt.train.loop import train
+from nmt.train.start import train
+
+log = logging.getLogger("nmt")
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 SPLIT_SIZES = {"train": 12000, "valid": 300, "test": 500}
@@ -58,22 +61,21 @@ def run_quickstart(workdir: Path, config_path: Optional[Path], overrides: list[s
     config_path = config_path or DEFAULT_CONFIG
     if workdir.exists() and any(workdir.iterdir()):
         raise NmtError(f"{workdir} already exists and is not empty: remove it or pass --workdir NEW_FOLDER")
-    say = lambda message: typer.echo(message, err=True)  # noqa: E731
+    say = log.info
     say(f"1/4 writing a generated English-French corpus of number words to {workdir / 'corpus'}")
     prefixes = make_corpus(workdir / "corpus")
     config = load_config(config_path, [
         f"data.train={prefixes['train']}", f"data.valid={prefixes['valid']}", f"data.test={prefixes['test']}",
         f"data.prepared={workdir / 'prepared'}", f"train.run_dir={workdir / 'run'}", *overrides])
     say("2/4 nmt preprocess")
-    prepare(config.data, config.data.prepared, log=say)
+    prepare(config.data, config.data.prepared)
     say("3/4 nmt train")
     run_dir = train(config)
     say("4/4 nmt translate and nmt bleu on the test split")
     sources = (Path(config.data.prepared) / "test.src.txt").read_text(encoding="utf-8").splitlines()
     references = (Path(config.data.prepared) / "test.tgt.txt").read_text(encoding="utf-8").splitlines()
     translator = Translator.load(run_dir / "best", config.train.device)
-    outputs = [hyps[0][0] for hyps in translator.translate(sources, beam=config.decode.beam,
-                                                           batch_size=config.decode.batch_size)]
+    outputs = [hyps[0].text for hyps in translator.translate(sources)]
     write_atomically(workdir / "test.hyp.fr", "".join(line + "\n" for line in outputs))
     result = score(outputs, references)
     exact = sum(o == r for o, r in zip(outputs, references)) / len(references)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nmt.config import config_from_dict, replace  # noqa: E402
 from nmt.data.prepare import write_ids  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
+from nmt.provenance import provenance  # noqa: E402
 from nmt.train.loop import Trainer  # noqa: E402
+from nmt.train.stopping import StopRules  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def guarded(fn, *args, **kwargs) -> dict:
 def more_steps(trainer: Trainer, config, steps: int) -> None:
     """Train `steps` more updates, then read the loss (which waits for the device)."""
     trainer.config = replace(config, train={"max_steps": trainer.config.train.max_steps + steps})
+    trainer.rules = StopRules(trainer.config.train, trainer.world)
     trainer.train_steps()
     trainer._window.take()
 
@@ -321,7 +323,6 @@ def main(argv=None) -> list[dict]:
                         help="profile N more steps of each loop case (GPU busy fraction, top kernels and host ops)")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (a CPU smoke test)")
     parser.add_argument("--no-bf16", action="store_true")
-    parser.add_argument("--commit", default="unknown")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     device, bf16 = torch.device(args.device), not args.no_bf16
@@ -333,8 +334,7 @@ def main(argv=None) -> list[dict]:
         name, spec = part.split("=")
         shapes[name] = [tuple(map(int, s.split("x"))) for s in spec.split(",")]
     graph_ok = device.type == "cuda"
-    header = {"command": "python " + " ".join(sys.argv), "commit": args.commit, "torch": torch.__version__,
-              "device": torch.cuda.get_device_name(device) if graph_ok else platform.processor() or "cpu"}
+    header = provenance()
     rate = matmul_rate(device)
     records = [{"kind": "matmul", "flops_per_second": rate}]
     print(f"{header['device']}, torch {torch.__version__}: matmul {rate / 1e12:.0f} TFLOP/s")

@@ -5,7 +5,7 @@
 #   bash scripts/quality_ensemble.sh NAME CONFIG "MEMBER" ["MEMBER" ...]
 # A MEMBER is its config overrides, space-separated key=value; each needs its own train.run_dir
 # and should bound its training (train.max_steps, or train.max_minutes). QUALITY_ARGS (optional)
-# go to every quality_run.py call, COMMIT (optional) into every record. Records and test outputs
+# go to every quality_run.py call (each record reads its commit from git). Records and test outputs
 # (relative to the current folder): runs/results/NAME-member-K.json, NAME-averaged.json, NAME-best.json.
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -17,7 +17,7 @@ read -r -a common <<< "${QUALITY_ARGS:-}"
 R=runs/results; mkdir -p "$R"
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 here=$(cd "$(dirname "$0")" && pwd)
-q() { python3 "$here/quality_run.py" --commit "${COMMIT:-unknown}" --config "$config" "${common[@]}" "$@"; }
+q() { python3 "$here/quality_run.py" --config "$config" "${common[@]}" "$@"; }
 
 pids=(); run_dirs=(); k=0
 for member in "$@"; do

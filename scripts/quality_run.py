@@ -1,11 +1,11 @@
 """Train from a config (or take trained checkpoints), translate test sets, score, write one JSON record.
 
     python scripts/quality_run.py --config configs/multi30k-en-de.yaml --name multi30k-en-de \
-        --out benchmarks/results/multi30k-en-de.json --commit $(git rev-parse HEAD) --lowercase-too
+        --out benchmarks/results/multi30k-en-de.json --lowercase-too
     python scripts/quality_run.py --config configs/multi30k-en-de.yaml --name ensemble-5 \
         --eval-only runs/a/best runs/b/best runs/c/best --out ...        # an ensemble, no training
 
-The record holds the command, commit, device, torch version, training throughput read from the
+The record holds the command, the commit (read from git, with a flag when the tree differs from it), device, torch version, training throughput read from the
 run's log.jsonl, dev scores, and BLEU/chrF on the prepared test split (and on any --extra-test)
 with sacreBLEU's signatures: default cased and detokenized; with --lowercase-too also lowercased
 (13a-tokenized), the way older Multi30k papers report.
@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,8 +28,9 @@ from nmt.data.prepare import prepare  # noqa: E402
 from nmt.decode.translate import Translator  # noqa: E402
 from nmt.evaluate import score  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
-from nmt.train.checkpoint import average_checkpoints, best_checkpoints  # noqa: E402
-from nmt.train.loop import train  # noqa: E402
+from nmt.checkpoint import average_checkpoints, best_checkpoints  # noqa: E402
+from nmt.train.start import train  # noqa: E402
+from nmt.provenance import provenance  # noqa: E402
 from nmt.train.progress import read_log  # noqa: E402
 
 
@@ -51,10 +48,10 @@ def throughput(run_dir: Path) -> dict:
     }
 
 
-def evaluate(translator: Translator, sources, references, *, beam: int, batch_size: int, lowercase_too: bool,
+def evaluate(translator: Translator, sources, references, *, beam: int, lowercase_too: bool,
              save_to: Path | None = None) -> dict:
     started = time.time()
-    outputs = [h[0][0] for h in translator.translate(sources, beam=beam, batch_size=batch_size)]
+    outputs = [h[0].text for h in translator.translate(sources, translator.options(beam=beam))]
     result = {"beam": beam, "decode_seconds": round(time.time() - started, 1), **score(outputs, references).as_dict()}
     if lowercase_too:
         result["lowercased"] = score(outputs, references, lowercase=True).as_dict()
@@ -69,7 +66,6 @@ def main(argv=None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", required=True, help="JSON file to write")
-    parser.add_argument("--commit", default="unknown")
     parser.add_argument("--beams", default=None, help="comma-separated test beams [decode.beam]")
     parser.add_argument("--lowercase-too", action="store_true", help="also score lowercased")
     parser.add_argument("--extra-test", action="append", default=[], help="name=PREFIX of another test set")
@@ -79,10 +75,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     config = load_config(args.config, args.overrides)
-    record = {"name": args.name, "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-              "commit": args.commit, "torch": torch.__version__,
-              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-              "config": config.to_dict()}
+    record = {"name": args.name, **provenance(), "config": config.to_dict()}
     if args.eval_only:
         checkpoints = args.eval_only
     else:
@@ -106,8 +99,7 @@ def main(argv=None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def run_tests(translator: Translator, tag: str = "") -> dict:
-        return {name: [evaluate(translator, src, ref, beam=b, batch_size=config.decode.batch_size,
-                                lowercase_too=args.lowercase_too,
+        return {name: [evaluate(translator, src, ref, beam=b, lowercase_too=args.lowercase_too,
                                 save_to=out.with_name(f"{out.stem}{tag}.{name}.beam{b}.hyp"))
                        for b in beams] for name, (src, ref) in tests.items()}
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Every quality row of the README at once, on one GPU: the runs are small and the eager loop is
 # bound by the CPU, so they train side by side (one CPU thread each). Usage:
-#   bash scripts/quality_suite.sh COMMIT MINUTES [extra --set for every run ...]
+#   bash scripts/quality_suite.sh MINUTES [extra --set for every run ...]
 # Needs runs/prepared/{multi30k-en-de,multi30k-de-en,multi30k-en-fr,tatoeba-en-fr,tatoeba-en-fa}
 # and runs/data/newstest2014. Results: runs/results/*.json and the test outputs beside them.
 set -u
-commit=$1; minutes=$2; shift 2
+minutes=$1; shift
 extra=("$@")
 R=runs/results; mkdir -p "$R"
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
-q() { python3 scripts/quality_run.py --commit "$commit" --lowercase-too --set "train.max_minutes=$minutes" \
+q() { python3 scripts/quality_run.py --lowercase-too --set "train.max_minutes=$minutes" \
         "${extra[@]/#/--set=}" "$@"; }
 A=configs/ablation-multi30k-en-de.yaml
 pids=()

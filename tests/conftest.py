@@ -7,6 +7,8 @@ reads ../shared/data.
 
 from __future__ import annotations
 
+import io
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -15,6 +17,8 @@ import pytest
 import torch
 
 from nmt.config import config_from_dict
+from nmt.data.batching import ParallelBatch
+from nmt.data.tokenizer import PAD
 
 WORDS = [f"w{letter}{i}" for i, letter in zip(range(20), "abcdefghijklmnopqrst")]
 
@@ -33,6 +37,12 @@ def write_toy_corpus(folder: Path, sizes=(300, 40, 40), seed: int = 0) -> dict[s
         (folder / f"{split}.tgt").write_text("".join(toy_translation(s) + "\n" for s in src), encoding="utf-8")
         prefixes[split] = folder / split
     return prefixes
+
+
+def pair_batch(src, src_lens, tgt_in, tgt_out) -> ParallelBatch:
+    """A translation batch of hand-made tensors (src_lens None: every source row full length)."""
+    rows, tokens = src.size(0), int((tgt_out != PAD).sum())
+    return ParallelBatch(src, src_lens, tgt_in, tgt_out, rows, tokens, rows, tokens)
 
 
 def tiny_config_dict(root: Path, **sections) -> dict:
@@ -63,7 +73,7 @@ def toy_workspace(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("toy")
     write_toy_corpus(root / "corpus")
-    prepare(tiny_config(root).data, root / "prepared", log=lambda m: None)
+    prepare(tiny_config(root).data, root / "prepared")
     return root
 
 
@@ -78,7 +88,7 @@ def workspace(toy_workspace, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(toy_workspace, tmp_path_factory) -> Path:
     """A run folder with best/ and last/ from a few CPU steps on the toy corpus."""
-    from nmt.train.loop import train
+    from nmt.train.start import train
 
     root = tmp_path_factory.mktemp("trained")
     for name in ("corpus", "prepared"):
@@ -98,3 +108,15 @@ def copy_of_run(trained_run, tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def messages():
+    """What the toolkit logs (the `nmt` logger: warnings, evaluations...) during the test, as text."""
+    stream, logger = io.StringIO(), logging.getLogger("nmt")
+    handler, level = logging.StreamHandler(stream), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from nmt.decode.translate import Translator
-from nmt.train.checkpoint import average_checkpoints, best_checkpoints
-from nmt.train.loop import train
+from nmt.checkpoint import average_checkpoints, best_checkpoints
+from nmt.train.start import train
 from tests.conftest import tiny_config
 from tests.test_bad_input import run_nmt
 
@@ -45,7 +45,7 @@ def test_average_is_the_mean_and_translates(run_with_three_best, tmp_path):
         assert torch.allclose(tensor.double(), expected, atol=1e-6), name
     assert not torch.equal(parts[0][next(iter(mean))], parts[1][next(iter(mean))])  # really different inputs
     translator = Translator.load(out, "cpu")
-    assert len(translator.translate(["wa0 wb1"], beam=2, batch_size=4)) == 1
+    assert len(translator.translate(["wa0 wb1"], translator.options(beam=2, batch_size=4))) == 1
 
 
 def test_averaging_one_checkpoint_changes_nothing(run_with_three_best, tmp_path):

@@ -321,14 +321,14 @@ class _Payload:
 def _pickled_weights(ckpt: Path):
     marker = ckpt.parent.parent / "UNPICKLED"
     (ckpt / "model.safetensors").write_bytes(pickle.dumps({"encoder.weight": _Payload(marker)}))
-    return ["model.safetensors", "not a valid safetensors file", "use another"]
+    return ["model.safetensors", "corrupt", "SHA-256", "use another"]
 
 
 def _torch_saved_weights(ckpt: Path):
     import torch
 
     torch.save({"encoder.weight": torch.zeros(3)}, ckpt / "model.safetensors")
-    return ["model.safetensors", "not a valid safetensors file", "use another"]
+    return ["model.safetensors", "corrupt", "SHA-256", "use another"]
 
 
 def _corrupt_config(ckpt: Path):

@@ -60,7 +60,7 @@ def test_collate_pads_and_wraps_the_target(toy_workspace):
         assert batch.tgt_in[row, :len(tgt) + 1].tolist() == [BOS] + tgt
         assert batch.tgt_out[row, :len(tgt) + 1].tolist() == tgt + [EOS]
         assert int(batch.src_lens[row]) == len(src)
-    assert batch.num_tgt_tokens == sum(len(data.sentence("tgt", i)) + 1 for i in range(3))
+    assert batch.num_tokens == sum(len(data.sentence("tgt", i)) + 1 for i in range(3))
 
 
 @pytest.mark.parametrize("options", [dict(batch_size=16), dict(batch_size=5, tgt_multiple=4), dict(batch_size=1, max_tokens=300)])
@@ -83,7 +83,7 @@ def test_static_collate_fills_rows_and_keeps_the_sentences(toy_workspace):
     width = int(data.tgt_lens[same_length].max()) + 3
     batch = collate(data, same_length, rows=8, tgt_width=width)
     assert batch.src.shape == (8, data.src_lens[0]) and batch.tgt_in.shape == (8, width) and batch.src_lens is None
-    assert batch.num_sentences == 3 and int((batch.tgt_out != PAD).sum()) == batch.num_tgt_tokens
+    assert batch.num_sentences == 3 and int((batch.tgt_out != PAD).sum()) == batch.num_tokens
     assert set(batch.src[3:].flatten().tolist()) == {PAD} and set(batch.tgt_out[3:].flatten().tolist()) == {PAD}
     dynamic = collate(data, same_length)
     assert torch.equal(batch.src[:3], dynamic.src) and torch.equal(batch.tgt_in[:3, :dynamic.tgt_in.size(1)], dynamic.tgt_in)

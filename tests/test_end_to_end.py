@@ -18,22 +18,30 @@ def nmt(*args, cwd, stdin=None):
     return result
 
 
+# Whole words as tokens and attention: enough to learn the toy mapping in seconds (without
+# attention, 300 sentences are too few for the encoder to memorise them).
+LEARNS = dict(data={"spm_model_type": "word", "src_vocab_size": 24, "tgt_vocab_size": 24},
+              model={"hidden": 128, "embed": 64, "attention": "general"},
+              train={"optimizer": "adam", "lr": 0.003, "epochs": 100, "decay_start_epoch": 100, "max_steps": 400,
+                     "eval_every": 200, "save_every": 200})
+
+
 def test_preprocess_train_translate_bleu(tmp_path):
     write_toy_corpus(tmp_path / "corpus")
     config = tmp_path / "toy.yaml"
-    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path, train={"max_steps": 30})))
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path, **LEARNS)))
 
     nmt("preprocess", "--config", config, cwd=tmp_path)
     manifest = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["pairs"] > 0 and manifest["splits"]["valid"]["pairs"] == 40
     assert (tmp_path / "prepared" / "train.src.ids.npy").exists()
 
-    nmt("train", "--config", config, "--set", "train.lr=1.0", cwd=tmp_path)
+    nmt("train", "--config", config, "--set", "train.lr=0.004", cwd=tmp_path)
     run = tmp_path / "run"
     assert (run / "best" / "model.safetensors").exists() and (run / "last" / "trainer.json").exists()
     events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert {"epoch", "train", "valid"} <= {e["event"] for e in events}
-    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 1.0
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 0.004
 
     nmt("translate", "--checkpoint", run, "corpus/test.src", "--output", "test.hyp", "--beam", "3", cwd=tmp_path)
     hyps = (tmp_path / "test.hyp").read_text(encoding="utf-8").splitlines()
@@ -44,4 +52,7 @@ def test_preprocess_train_translate_bleu(tmp_path):
     assert [line.split(" ||| ")[0] for line in lines] == ["0", "0", "1"]
 
     scores = json.loads(nmt("bleu", "--ref", "corpus/test.tgt", "test.hyp", "--json", cwd=tmp_path).stdout)
-    assert 0 <= scores["bleu"] <= 100 and "nrefs:1" in scores["bleu_signature"]
+    # Trained, the model maps most test words right (measured: BLEU 77 and up); an untrained or
+    # broken one repeats a few words (BLEU 0 to 2).
+    assert scores["bleu"] > 50, scores
+    assert "nrefs:1" in scores["bleu_signature"]

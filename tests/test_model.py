@@ -7,6 +7,7 @@ import torch
 from nmt.data.tokenizer import BOS, EOS, PAD
 from nmt.model import Seq2Seq
 from nmt.model.seq2seq import reverse_padded
+from tests.conftest import pair_batch
 
 
 def small_model(reverse_source=True) -> Seq2Seq:
@@ -61,7 +62,7 @@ def test_teacher_forced_loss_equals_the_sum_of_decode_steps():
     src, lens = torch.tensor([[4, 5, 6], [7, 8, PAD]]), torch.tensor([3, 2])
     tgt_in = torch.tensor([[BOS, 4, 9, 10], [BOS, 5, PAD, PAD]])
     tgt_out = torch.tensor([[4, 9, 10, EOS], [5, EOS, PAD, PAD]])
-    loss = model(src, lens, tgt_in, tgt_out)
+    loss = model(pair_batch(src, lens, tgt_in, tgt_out))
     state, total = model.encode(src, lens), torch.zeros(())
     for t in range(4):
         log_probs, state = model.decode_step(tgt_in[:, t], state)

@@ -14,6 +14,7 @@ from nmt.model import Seq2Seq
 from nmt.model.attention import Attention
 from nmt.model.ensemble import Ensemble
 from nmt.model.rnn import StackedRNN
+from tests.conftest import pair_batch
 from tests.test_search import random_batch, reference_beam
 
 VARIANTS = {
@@ -46,7 +47,7 @@ def toy_batch():
 def test_teacher_forcing_equals_step_by_step_decoding(name):
     model = make(**VARIANTS[name]).eval()
     src, lens, tgt_in, tgt_out = toy_batch()
-    loss = model(src, lens, tgt_in, tgt_out)
+    loss = model(pair_batch(src, lens, tgt_in, tgt_out))
     state, total = model.encode(src, lens), torch.zeros(())
     for t in range(tgt_in.size(1)):
         log_probs, state = model.decode_step(tgt_in[:, t], state)
@@ -59,7 +60,7 @@ def test_teacher_forcing_equals_step_by_step_decoding(name):
 def test_every_variant_trains(name):
     model = make(**VARIANTS[name]).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loss = model(*toy_batch(), label_smoothing=0.1)
+    loss = model(pair_batch(*toy_batch()), label_smoothing=0.1)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     torch.optim.SGD(model.parameters(), lr=0.5).step()
@@ -123,7 +124,7 @@ def test_tied_embeddings_share_one_matrix():
     model = make(tie_embeddings=True, attention="dot")
     assert model.output.weight is model.tgt_embed.weight
     assert sum(p is model.tgt_embed.weight for p in model.parameters()) == 1
-    model(*toy_batch()).backward()
+    model(pair_batch(*toy_batch())).backward()
     assert model.tgt_embed.weight.grad is not None
 
 
@@ -148,20 +149,35 @@ def test_ensemble_of_one_is_the_model_and_averages_probabilities():
     torch.testing.assert_close(both.decode_step(prev, both.encode(src, lens))[0], expected)
     with torch.no_grad():
         assert math.isclose(float(both.decode_step(prev, both.encode(src, lens))[0].exp().sum(-1)[0]), 1.0, rel_tol=1e-5)
-    [hyps] = beam_search(both, src[:1], lens[:1], beam=2, max_len_a=1, max_len_b=2)
-    assert hyps
+    # Search through the ensemble reports the ensemble's own log-probability of what it found ...
+    [hyps] = beam_search(both, src[:1], lens[:1], beam=2, max_len_a=1, max_len_b=2, n_best=2)
+    with torch.no_grad():
+        for hyp in hyps:
+            state, prev, total = both.encode(src[:1], lens[:1]), torch.tensor([BOS]), 0.0
+            for token in [*hyp.tokens, EOS]:
+                log_probs, state = both.decode_step(prev, state)
+                total, prev = total + float(log_probs[0, token]), torch.tensor([token])
+            assert hyp.log_prob == pytest.approx(total, abs=1e-5)
+    # ... and a model ensembled with itself searches exactly as the model alone.
+    alone = beam_search(a, src, lens, beam=3, max_len_a=1, max_len_b=2, n_best=3)
+    twice = beam_search(Ensemble([a, a]), src, lens, beam=3, max_len_a=1, max_len_b=2, n_best=3)
+    assert [[h.tokens for h in s] for s in twice] == [[h.tokens for h in s] for s in alone]
+    for mine, its in zip(twice, alone):
+        assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-5)
 
 
 def test_tied_weights_survive_a_checkpoint_round_trip(tmp_path):
-    from nmt.train.checkpoint import load_weights, unique_state
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
+
+    from nmt.checkpoint.load import load_weights_into
+    from nmt.checkpoint.store import unique_state
 
     model = make(seed=4, tie_embeddings=True, attention="dot")
     stored = unique_state(model)
     assert "output.weight" not in stored or "tgt_embed.weight" not in stored
     save_file({k: v.contiguous() for k, v in stored.items()}, str(tmp_path / "model.safetensors"))
     fresh = make(seed=5, tie_embeddings=True, attention="dot")
-    load_weights(fresh, tmp_path)
+    load_weights_into(fresh, load_file(str(tmp_path / "model.safetensors")), tmp_path)
     assert fresh.output.weight is fresh.tgt_embed.weight
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
 

@@ -11,7 +11,7 @@ from nmt.data.tokenizer import BOS, EOS, PAD
 from nmt.model import Seq2Seq
 from nmt.model.pipeline import SplitOutput, spread
 from nmt.train.loop import Trainer
-from tests.conftest import tiny_config
+from tests.conftest import pair_batch, tiny_config
 
 
 def batch(seed=0, rows=5, src_len=7, tgt_len=9, vocab=23):
@@ -29,7 +29,7 @@ def batch(seed=0, rows=5, src_len=7, tgt_len=9, vocab=23):
 
 def grads(model, *inputs, **kw):
     model.zero_grad()
-    loss = model(inputs[0], None, *inputs[1:], **kw)
+    loss = model(pair_batch(inputs[0], None, *inputs[1:]), **kw)
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
@@ -72,14 +72,14 @@ def test_layers_spread_in_blocks_or_one_per_layer():
 
 def test_trainer_runs_the_pipeline_and_a_one_device_model_reads_its_checkpoint(workspace):
     from nmt.decode.translate import Translator
-    from nmt.train.loop import train
+    from nmt.train.start import train
 
     config = tiny_config(workspace, train={"devices": ["cpu", "cpu"], "softmax_devices": ["cpu", "cpu"],
                                            "static_shapes": True, "pipeline_chunk": 2, "max_steps": 4})
     assert Trainer(config, stream=open("/dev/null", "w")).model.pipeline is not None
     run = train(config, stream=open("/dev/null", "w"))
     translator = Translator.load(run / "best", "cpu")
-    assert len(translator.translate(["wa0 wb1", ""], beam=2, batch_size=2)) == 2
+    assert len(translator.translate(["wa0 wb1", ""], translator.options(beam=2, batch_size=2))) == 2
 
 
 def test_the_papers_eight_device_layout_one_layer_per_device_and_a_four_way_softmax():

@@ -157,7 +157,7 @@ def alone(translator):
 
     def translate(line: str, beam: int) -> str:
         if (line, beam) not in cache:
-            cache[line, beam] = translator.translate([line], beam=beam, batch_size=1)[0][0][0]
+            cache[line, beam] = translator.translate([line], translator.options(beam=beam, batch_size=1))[0][0].text
         return cache[line, beam]
 
     return translate
@@ -179,7 +179,7 @@ def test_translate_gives_one_line_per_line_in_input_order(translator, alone, tmp
     read = read_input(path)
     assert len(read) == len(lines)
 
-    results = translator.translate(read, beam=beam, batch_size=batch_size)
+    results = translator.translate(read, translator.options(beam=beam, batch_size=batch_size))
     assert len(results) == len(lines)
     output = format_output(results, n_best=1)
     assert output.count("\n") == len(lines) and (output == "" or output.endswith("\n"))

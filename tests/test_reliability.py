@@ -41,8 +41,9 @@ from safetensors.torch import load_file
 from nmt.data.prepare import prepare
 from nmt.decode.translate import Translator
 from nmt.errors import TrainingError
-from nmt.train import checkpoint
-from nmt.train.loop import Trainer, resume, start_run, train
+from nmt.checkpoint import load as checkpoint_load, open_checkpoint, store as checkpoint
+from nmt.train.loop import Trainer
+from nmt.train.start import resume, start_run, train
 from tests.conftest import tiny_config, tiny_config_dict
 from tests.test_bad_input import hidden_leftovers, run_nmt, snapshot, usage_error, write_config
 
@@ -116,13 +117,12 @@ def step_of(folder: Path) -> int:
 
 def assert_loads(folder: Path) -> None:
     """Everything that translate or resume reads from a checkpoint folder is there, parses and fits."""
-    meta = checkpoint.read_meta(folder)
+    meta = open_checkpoint(folder).meta
     assert meta["weights_sha256"] == checkpoint.sha256(folder / "model.safetensors"), folder
     Translator.load(folder, device="cpu")  # config, tokenizers and their checksums, weights into the model
-    state = checkpoint.read_json(folder / "trainer.json")
+    state, tensors = open_checkpoint(folder).trainer_state()
     assert state["step"] == step_of(folder.resolve())
-    tensors = checkpoint.load_tensors(folder / "trainer.safetensors")
-    checkpoint.optimizer_from_tensors(tensors, state["optimizer"])
+    checkpoint_load.optimizer_from_tensors(tensors, state["optimizer"])
 
 
 def broken_checkpoints(run_dir: Path) -> list[str]:
@@ -201,7 +201,6 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(kill_wor
     # other step), the first before or while the first checkpoint is written.
     targets = [rng.randint(1, 3)] + sorted(rng.sample(range(6, MAX_STEPS - 6), 4))
     kills = []
-    started = time.time()
     for target in targets:
         resuming = (run / "last").exists()
         args = ["train", "--resume", "run"] if resuming else ["train", "--config", "cfg.yaml"]
@@ -229,7 +228,9 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted_run(kill_wor
     assert broken_checkpoints(run) == [], "every checkpoint left on disk must load"
     assert hidden_leftovers(run / "checkpoints") == [] and hidden_leftovers(run) == []
     log_is_json(run)
-    assert time.time() - started < 120, f"kill-and-resume took {time.time() - started:.0f} s; kills: {kills}"
+    # Every kill came after its target step, and all but the first run resumed from a checkpoint.
+    assert all(seen >= target for target, seen, _ in kills), kills
+    assert sum(last is not None for _, _, last in kills[:-1]) >= len(kills) - 2, kills
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
@@ -277,8 +278,12 @@ def test_signal_during_the_final_evaluation_still_saves(kill_run):
                             capture_output=True, timeout=300)
     if b"Traceback" in result.stderr:  # the patch above no longer fits the code: a broken test, not the gap
         pytest.fail(result.stderr.decode())
-    assert result.returncode in (0, 143), f"killed by the signal: {result.returncode}"
+    # The signal was taken (exit 128 + SIGTERM, its one-line message) after the save it arrived in.
+    assert result.returncode == 143, f"killed by the signal: {result.returncode}"
+    last_line = result.stderr.decode().strip().splitlines()[-1]
+    assert last_line == "error: SIGTERM: saved a checkpoint at step 6; continue with nmt train --resume run", last_line
     assert os.readlink(kill_run / "run" / "last") == "checkpoints/step-00000006"
+    assert_loads(kill_run / "run" / "last")
 
 
 # --- crash safety: a crash at chosen points of a checkpoint write (in-process) -----------------
@@ -427,16 +432,15 @@ class Faults:
         return self.trainer.state.step + 1  # the step being taken
 
 
-def fault_trainer(workspace, **train_settings) -> tuple[Trainer, io.StringIO]:
+def fault_trainer(workspace, **train_settings) -> Trainer:
     config = tiny_config(workspace, train={"max_steps": 12, "log_every": 4, "save_every": 4, "eval_every": 100,
                                            "max_nonfinite_in_a_row": 3, **train_settings})
     start_run(config)
-    stream = io.StringIO()
-    return Trainer(config, stream=stream), stream
+    return Trainer(config, stream=quiet())
 
 
-def test_nan_loss_and_inf_gradient_steps_are_skipped_and_counted(workspace):
-    trainer, stream = fault_trainer(workspace)
+def test_nan_loss_and_inf_gradient_steps_are_skipped_and_counted(workspace, messages):
+    trainer = fault_trainer(workspace)
     faults = Faults(trainer, nan_loss={3, 7}, inf_grad={5})
     trainer.run()
 
@@ -444,13 +448,13 @@ def test_nan_loss_and_inf_gradient_steps_are_skipped_and_counted(workspace):
     assert skipped == {3, 5, 7}, f"only the poisoned steps may leave the weights untouched: {faults.changed}"
     state = json.loads((workspace / "run" / "last" / "trainer.json").read_text())
     assert state["step"] == 12 and state["nonfinite_steps"] == 3
-    assert "warning:" in stream.getvalue() and "NaN or inf" in stream.getvalue()
+    assert "warning:" in messages.getvalue() and "NaN or inf" in messages.getvalue()
     weights = load_file(str(workspace / "run" / "last" / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
 def test_nonfinite_steps_in_a_row_stop_the_run(workspace):
-    trainer, stream = fault_trainer(workspace, save_every=2)
+    trainer = fault_trainer(workspace, save_every=2)
     faults = Faults(trainer, nan_from=4)  # every update from step 4 on is poisoned
     with pytest.raises(TrainingError) as raised:
         trainer.run()
@@ -469,7 +473,7 @@ def test_nonfinite_steps_in_a_row_stop_the_run(workspace):
 
 
 def test_a_streak_of_k_between_two_reads_still_stops_the_run(workspace):
-    trainer, _ = fault_trainer(workspace, log_every=50)
+    trainer = fault_trainer(workspace, log_every=50)
     Faults(trainer, nan_loss={5, 6, 7})
     try:
         trainer.run()
@@ -480,14 +484,14 @@ def test_a_streak_of_k_between_two_reads_still_stops_the_run(workspace):
 
 
 def test_checkpoint_counts_nonfinite_steps_up_to_its_own_step(workspace):
-    trainer, _ = fault_trainer(workspace, max_steps=6, log_every=4, save_every=6, max_nonfinite_in_a_row=7)
+    trainer = fault_trainer(workspace, max_steps=6, log_every=4, save_every=6, max_nonfinite_in_a_row=7)
     Faults(trainer, nan_loss={5})
     trainer.run()
     assert json.loads((workspace / "run" / "last" / "trainer.json").read_text())["nonfinite_steps"] == 1
 
 
 def test_nonfinite_count_survives_a_resume(workspace):
-    trainer, _ = fault_trainer(workspace, max_steps=4, log_every=2, save_every=2)
+    trainer = fault_trainer(workspace, max_steps=4, log_every=2, save_every=2)
     Faults(trainer, nan_loss={2})
     trainer.run()
     assert json.loads((workspace / "run" / "last" / "trainer.json").read_text())["nonfinite_steps"] == 1
@@ -498,8 +502,8 @@ def test_nonfinite_count_survives_a_resume(workspace):
 # --- out of memory -------------------------------------------------------------------------------
 
 
-def test_out_of_memory_batch_is_skipped_with_a_warning_and_counted(workspace):
-    trainer, stream = fault_trainer(workspace, max_steps=6, save_every=3)
+def test_out_of_memory_batch_is_skipped_with_a_warning_and_counted(workspace, messages):
+    trainer = fault_trainer(workspace, max_steps=6, save_every=3)
     train_step, calls = trainer.train_step, []
 
     def sometimes_too_big(*args, **kwargs):
@@ -513,7 +517,7 @@ def test_out_of_memory_batch_is_skipped_with_a_warning_and_counted(workspace):
     trainer.run()
 
     assert calls == [1, 2, 3, 4, 5, 6]  # the run went on after the failed batch
-    output = stream.getvalue()
+    output = messages.getvalue()
     assert "warning: step 3 skipped" in output and "GPU memory" in output and "1 skipped so far" in output, output
     state = json.loads((workspace / "run" / "last" / "trainer.json").read_text())
     assert state["step"] == 6 and state["oom_steps"] == 1 and state["nonfinite_steps"] == 0
@@ -618,7 +622,9 @@ def test_resume_refuses_a_pickled_checkpoint_file(tmp_path, copy_of_run, name):
     marker = tmp_path / "UNPICKLED"
     _pickle_as(copy_of_run / "last" / name, marker)
     before = snapshot(copy_of_run)
-    usage_error(run_nmt("train", "--resume", "run", cwd=tmp_path), name, "not a valid safetensors file", "use another")
+    # The weights are refused by their checksum before they are parsed; the trainer state by its format.
+    refusal = "SHA-256" if name == "model.safetensors" else "not a valid safetensors file"
+    usage_error(run_nmt("train", "--resume", "run", cwd=tmp_path), name, refusal, "use another")
     assert not marker.exists()
     assert snapshot(copy_of_run) == before
 
@@ -690,13 +696,13 @@ def test_sources_never_unpickle():
 def test_resume_with_another_architecture_names_what_differs(tmp_path, copy_of_run):
     before = snapshot(copy_of_run)
     usage_error(run_nmt("train", "--resume", "run", "--set", "model.hidden=64", cwd=tmp_path),
-                "model.hidden=64", "trained with 32", "cannot change on resume")
+                "model.hidden=64", "was 32", "cannot change on resume")
     assert snapshot(copy_of_run) == before
 
 
 def test_resume_with_another_tokenizer_is_refused(tmp_path, copy_of_run, toy_workspace):
     data = tiny_config(toy_workspace, data={"src_vocab_size": 36, "tgt_vocab_size": 36}).data
-    prepare(data, tmp_path / "other", log=lambda m: None)
+    prepare(data, tmp_path / "other")
     before = snapshot(copy_of_run)
     usage_error(run_nmt("train", "--resume", "run", "--set", f"data.prepared={tmp_path / 'other'}", cwd=tmp_path),
                 "other tokenizers", "other", "data.prepared")

@@ -7,7 +7,7 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from nmt.train.loop import resume, train
+from nmt.train.start import resume, train
 from tests.conftest import tiny_config
 
 # Short epochs with the halving schedule inside the run, so the position in the data and the

@@ -59,7 +59,9 @@ ONE_SOURCE = (torch.tensor([[A]]), torch.tensor([1]))
 
 
 def test_scripted_greedy_follows_the_locally_best_token():
-    assert greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=10) == [[A, C, A]]
+    [found] = greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=10)
+    assert found.tokens == [A, C, A]
+    assert found.log_prob == pytest.approx(math.log(0.6 * 0.45 * 0.7), abs=1e-6)  # A, then C, then A-EOS
 
 
 def test_scripted_beam_two_finds_the_better_sentence_with_hand_derived_scores():
@@ -87,7 +89,8 @@ def test_length_penalty_divides_by_length_with_eos():
 
 def test_length_limit_forces_eos():
     # With room for 2 tokens (EOS included) greedy must stop after one real token.
-    assert greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=2) == [[A]]
+    [found] = greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=2)
+    assert found.tokens == [A] and found.log_prob == pytest.approx(math.log(0.12), abs=1e-6)
     [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=2, n_best=2)
     # B EOS (.36) finishes on its own at step 2; A is forced to end: A EOS = .6 * .2.
     assert [h.tokens for h in hyps] == [[B], [A]]
@@ -124,9 +127,12 @@ def random_batch(seed: int, vocab: int = 11, size: int = 5):
 @pytest.mark.parametrize("seed", range(5))
 def test_beam_one_equals_greedy_on_random_models(seed):
     model, (src, lens) = random_model(seed), random_batch(seed)
-    greedy = greedy_search(model, src, lens, max_len_a=1.0, max_len_b=3)
-    beam = beam_search(model, src, lens, beam=1, max_len_a=1.0, max_len_b=3)
-    assert [h[0].tokens for h in beam] == greedy
+    greedy = greedy_search(model, src, lens, max_len_a=1.0, max_len_b=3, length_penalty=0.6)
+    beam = beam_search(model, src, lens, beam=1, max_len_a=1.0, max_len_b=3, length_penalty=0.6)
+    assert [h[0].tokens for h in beam] == [h.tokens for h in greedy]
+    # (beam search drops finished sentences from its batch: other matrix shapes, other rounding)
+    assert [h[0].rank_score for h in beam] == pytest.approx([h.rank_score for h in greedy], abs=1e-5)
+    assert [h[0].log_prob for h in beam] == pytest.approx([h.log_prob for h in greedy], abs=1e-5)
 
 
 def reference_beam(model, src_tokens: list[int], *, beam: int, max_len: int, alpha: float):

@@ -224,9 +224,10 @@ SENTENCES = ["wa0 wb1 wc2", "wd3", "", "we4 wf5 wg6 wh7", "wi8 wj9", "", "wk10 w
 
 
 def translate(checkpoint: Path, source: Path, output: Path) -> bytes:
-    from nmt.decode.translate import translate_file
+    from nmt.decode.translate import Translator, translate_file
 
-    translate_file([checkpoint], source, output, beam=2, batch_size=3)
+    translator = Translator.load(checkpoint, device="cpu")
+    translate_file(translator, source, output, translator.options(beam=2, batch_size=3))
     return output.read_bytes()
 
 
@@ -267,7 +268,7 @@ def test_translate_source_longer_than_max_len(tmp_path, trained_run):
     import torch
 
     from nmt.decode.search import max_lengths
-    from nmt.decode.translate import Translator, search_ids
+    from nmt.decode.translate import Translator
 
     words = [f"w{c}{i}" for i, c in zip(range(20), "abcdefghijklmnopqrst")]
     long_line = " ".join(words * 15)  # 300 words, 900 source tokens
@@ -280,8 +281,7 @@ def test_translate_source_longer_than_max_len(tmp_path, trained_run):
     d = translator.config.decode
     ids = translator.src_tokenizer.encode([long_line])
     assert len(ids[0]) > 30 * 10
-    found = search_ids(translator.model, ids, device=translator.device, beam=2, batch_size=1,
-                       max_len_a=d.max_len_a, max_len_b=d.max_len_b)
+    found = translator.search_ids(ids, translator.options(beam=2, batch_size=1))
     limit = int(max_lengths(torch.tensor([len(ids[0])]), d.max_len_a, d.max_len_b)[0])
     assert 0 < len(found[0][0].tokens) < limit  # the limit counts EOS
 

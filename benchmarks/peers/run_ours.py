@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from nmt.provenance import commit  # noqa: E402
 from nmt.train.progress import read_log  # noqa: E402
 
 ARCHS = {
@@ -49,7 +50,6 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default="ours-noattn,ours-attn")
     parser.add_argument("--modes", default="eager,graphs")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
-    parser.add_argument("--commit", default="unknown")
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 rc = "timeout"
             record = {"name": name, "mode": mode, "rc": rc, "wall_seconds": round(time.time() - started, 1),
-                      "command": " ".join(command), "commit": args.commit, "steps": total}
+                      "command": " ".join(command), **commit(), "steps": total}
             record.update(summarise_log(run_dir / "log.jsonl", args.warmup))
             records.append(record)
             status |= rc != 0

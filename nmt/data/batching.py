@@ -9,7 +9,7 @@ epoch can be rebuilt exactly on resume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional
 
@@ -55,27 +55,59 @@ def _load_array(path: Path, mmap_mode=None) -> np.ndarray:
         raise DataError(f"{path} is corrupt ({str(e).splitlines()[0][:80]}): run nmt preprocess again") from None
 
 
-@dataclass
 class Batch:
+    """What every task's batch is to the trainer: tensor fields plus host-side counts.
+
+    Generic code (moving to the device, pinning, CUDA-graph capture) sees a batch only through
+    this: `tensors()` are the fields that go to the device (a CUDA graph owns one static copy of
+    each, keyed by `shape_key()`); a field marked `host` in its metadata stays on the CPU (packed
+    sequences need host lengths); `num_tokens` is what the model's summed loss sums over, and
+    `total_examples` / `total_tokens` count the whole batch of every process (the loss divisor):
+    its real examples (sentences, for translation; filler rows not counted) and tokens.
+    """
+
+    num_tokens: int
+    total_examples: int
+    total_tokens: int
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor fields that live on the device, by name (None fields left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.metadata.get("host") and torch.is_tensor(getattr(self, f.name))}
+
+    def shape_key(self) -> tuple:
+        """The batch's tensor shapes: batches with equal keys replay one CUDA graph."""
+        return tuple((name, tuple(t.shape)) for name, t in self.tensors().items())
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "Batch":
+        return replace(self, **{k: t.to(device, non_blocking=non_blocking) for k, t in self.tensors().items()})
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies of every tensor, host fields too (so that a later copy of them to
+        the device need not wait); DataLoader(pin_memory=True) calls this."""
+        return replace(self, **{f.name: getattr(self, f.name).pin_memory() for f in fields(self)
+                                if torch.is_tensor(getattr(self, f.name))})
+
+    def describe(self) -> str:
+        return " and ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in self.shape_key())
+
+
+@dataclass
+class ParallelBatch(Batch):
+    """Sentence pairs, padded: the translation task's batch."""
+
     src: torch.Tensor  # (B, S) source ids in reading order, right-padded with PAD
-    src_lens: Optional[torch.Tensor]  # (B,) on the CPU (packing needs host lengths); None: all rows full
+    src_lens: Optional[torch.Tensor] = field(metadata={"host": True})  # (B,) CPU; None: all rows full
     tgt_in: torch.Tensor  # (B, T) BOS y1 .. ym, right-padded
     tgt_out: torch.Tensor  # (B, T) y1 .. ym EOS, right-padded
     num_sentences: int  # real sentences (static batches add empty filler rows)
-    num_tgt_tokens: int  # real target tokens (with EOS): what the loss sums over
+    num_tokens: int  # real target tokens (with EOS): what the loss sums over
+    total_examples: int  # real sentences of the whole batch, every process's share together
+    total_tokens: int
 
     @property
     def size(self) -> int:
         return self.src.size(0)
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> "Batch":
-        move = lambda x: x.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(move(self.src), self.src_lens, move(self.tgt_in), move(self.tgt_out),
-                     self.num_sentences, self.num_tgt_tokens)
-
-    def pin_memory(self) -> "Batch":
-        return Batch(self.src.pin_memory(), self.src_lens, self.tgt_in.pin_memory(), self.tgt_out.pin_memory(),
-                     self.num_sentences, self.num_tgt_tokens)
 
 
 def gather_padded(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
@@ -100,7 +132,7 @@ def pad(sequences: list, *, prefix: int | None = None, suffix: int | None = None
     return out
 
 
-def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: int | None = None) -> Batch:
+def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: int | None = None) -> ParallelBatch:
     """Pad the sentences at `indices` into a batch.
 
     By default the batch is as small as the sentences allow and keeps the source lengths (for
@@ -115,7 +147,7 @@ def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: 
     count = len(indices)
     if count == 0:  # only filler rows: a process of a data-parallel job whose share is empty
         empty = torch.full((rows or 1, tgt_width or 1), PAD, dtype=torch.long)
-        return Batch(torch.full((rows or 1, 1), PAD, dtype=torch.long), None, empty, empty.clone(), 0, 0)
+        return ParallelBatch(torch.full((rows or 1, 1), PAD, dtype=torch.long), None, empty, empty.clone(), 0, 0, 0, 0)
     if int(src_lens.min()) == 0:
         raise DataError("a batch holds an empty source sentence: run nmt preprocess again (it drops them)")
     rows = rows or count
@@ -134,8 +166,9 @@ def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: 
     static = rows != count or tgt_width is not None
     if static and int(src_lens.max()) != int(src_lens.min()):
         raise ValueError("static batches need one source length")
-    return Batch(torch.from_numpy(src), None if static else torch.from_numpy(src_lens.astype(np.int64)),
-                 torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), count, int(tgt_lens.sum()) + count)
+    tokens = int(tgt_lens.sum()) + count
+    return ParallelBatch(torch.from_numpy(src), None if static else torch.from_numpy(src_lens.astype(np.int64)),
+                         torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), count, tokens, count, tokens)
 
 
 class BucketSampler:

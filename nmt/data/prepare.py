@@ -13,6 +13,7 @@ built under a temporary name and renamed into place, so a crash leaves no half-w
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -28,6 +29,7 @@ from nmt.data.tokenizer import Tokenizer, train_sentencepiece
 from nmt.errors import DataError
 
 SPLITS = ("train", "valid", "test")
+log = logging.getLogger("nmt")
 MANIFEST = "manifest.json"
 
 
@@ -106,7 +108,7 @@ def _read_splits(cfg: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
     return texts
 
 
-def prepare(cfg: DataConfig, out_dir: str | Path, *, overwrite: bool = False, log=print) -> dict:
+def prepare(cfg: DataConfig, out_dir: str | Path, *, overwrite: bool = False) -> dict:
     """Tokenize, filter and store a corpus; returns the manifest."""
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -116,7 +118,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, overwrite: bool = False, lo
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp:
         folder = Path(tmp)
-        log(f"training SentencePiece ({'joint' if cfg.joint_vocab else 'separate'}, {cfg.spm_model_type})")
+        log.info(f"training SentencePiece ({'joint' if cfg.joint_vocab else 'separate'}, {cfg.spm_model_type})")
         src_tok, tgt_tok = _train_tokenizers(folder, cfg, *texts["train"])
         manifest = {
             "nmt_version": nmt.__version__,
@@ -146,7 +148,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, *, overwrite: bool = False, lo
             info.update(pairs=len(src_ids), src_tokens=sum(map(len, src_ids)), tgt_tokens=sum(map(len, tgt_ids)),
                         src_unk=sum(s.count(1) for s in src_ids), tgt_unk=sum(t.count(1) for t in tgt_ids))
             manifest["splits"][split] = info
-            log(f"{split}: {info['pairs']} pairs kept of {info['pairs_read']}"
+            log.info(f"{split}: {info['pairs']} pairs kept of {info['pairs_read']}"
                 + (f", dropped {info['dropped']}" if info.get("dropped") else ""))
         manifest["seconds"] = round(time.time() - started, 2)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

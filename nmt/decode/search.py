@@ -1,6 +1,7 @@
 """Greedy and batched beam search over any model with `encode` / `decode_step`.
 
-Search knows the model only through that protocol and the state's `select(indices)`.
+Search knows the model only through that protocol and the state's `select(indices)`, and takes
+its settings whole, as one `DecodeOptions` (`search`).
 
 Beam search, per step, for B sentences with K hypotheses each (rows flattened to B*K):
   1. log_probs (B*K, V) = decode_step(last tokens, state); add each row's running score.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nmt.config import DecodeOptions
 from nmt.data.tokenizer import BOS, EOS
 
 
@@ -39,26 +41,42 @@ def length_normalize(log_prob: float, length: int, alpha: float) -> float:
 
 
 @torch.no_grad()
-def greedy_search(model, src, src_lens, *, max_len_a: float = 2.0, max_len_b: int = 10) -> list[list[int]]:
-    """The most likely next token at every step; returns each sentence's tokens without EOS.
+def search(model, src, src_lens, options: DecodeOptions) -> list[list[Hypothesis]]:
+    """Each sentence's `options.n_best` hypotheses, best first: greedy for beam 1, else beam search."""
+    limits = dict(max_len_a=options.max_len_a, max_len_b=options.max_len_b, length_penalty=options.length_penalty)
+    if options.beam == 1 and options.n_best == 1:
+        return [[h] for h in greedy_search(model, src, src_lens, **limits)]
+    return beam_search(model, src, src_lens, beam=options.beam, n_best=options.n_best, **limits)
+
+
+@torch.no_grad()
+def greedy_search(model, src, src_lens, *, max_len_a: float = 2.0, max_len_b: int = 10,
+                  length_penalty: float = 0.0) -> list[Hypothesis]:
+    """The most likely next token at every step; each sentence's hypothesis (tokens without EOS).
 
     At a sentence's length limit EOS is written in place of the best token, as beam search
-    does, so beam 1 equals greedy exactly."""
+    does, so beam 1 equals greedy exactly (tokens and scores)."""
     limits = max_lengths(src_lens, max_len_a, max_len_b).to(src.device)
     state = model.encode(src, src_lens)
     prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
     finished = torch.zeros_like(prev, dtype=torch.bool)
+    log_prob = torch.zeros(src.size(0), dtype=torch.float32, device=src.device)
     steps = []
     for t in range(int(limits.max())):
         log_probs, state = model.decode_step(prev, state)
         # At its length limit a sentence must end, as in beam search.
         prev = torch.where(t + 1 >= limits, EOS, log_probs.argmax(-1))
+        log_prob += torch.where(finished, 0.0, log_probs.gather(1, prev.unsqueeze(1)).squeeze(1))
         steps.append(torch.where(finished, EOS, prev))
         finished |= prev == EOS
         if bool(finished.all()):
             break
     tokens = torch.stack(steps, 1).tolist()  # (B, T), every row holds an EOS
-    return [row[:row.index(EOS)] for row in tokens]
+    hypotheses = []
+    for row, score in zip(tokens, log_prob.tolist()):
+        row = row[:row.index(EOS)]
+        hypotheses.append(Hypothesis(length_normalize(score, len(row) + 1, length_penalty), row, score))
+    return hypotheses
 
 
 def top_candidates(scores: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

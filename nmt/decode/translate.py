@@ -1,4 +1,14 @@
-"""Text in, text out: tokenize, batch by length, search, detokenize, restore input order."""
+"""Translator, the public Python API: text in, typed translations out.
+
+    from nmt import Translator
+    translator = Translator.load("runs/quickstart/run")          # a run, checkpoint, or several (ensemble)
+    [best, *others] = translator.translate(["three hundred and two"])[0]
+    best.text, best.score, best.tokens
+
+Decoding settings are one `DecodeOptions`: the checkpoint's `decode` section, changed with
+`translator.options(beam=5, n_best=3)`; the command line and the scripts go through here too.
+Lines are tokenized, batched by length, searched, detokenized and returned in input order.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +19,23 @@ from typing import Optional, Sequence
 
 import torch
 
+from nmt.checkpoint import check_compatible, load_model
+from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
-from nmt.data.prepare import tokenizer_files
 from nmt.data.tokenizer import Tokenizer
-from nmt.decode.search import Hypothesis, beam_search, greedy_search
+from nmt.decode.search import Hypothesis, search
 from nmt.device import autocast, pick_device
-from nmt.errors import CheckpointError, DataError
 from nmt.files import write_atomically
-from nmt.model import build_model
 from nmt.model.ensemble import Ensemble
-from nmt.train import checkpoint
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    score: float  # what search ranks by: log-probability / length**alpha (the length with EOS)
+    tokens: tuple[int, ...]  # target token ids, without BOS and EOS
+    log_prob: float  # the log-probability of the tokens and EOS
 
 
 def length_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
@@ -28,79 +44,56 @@ def length_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> list[
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-@torch.no_grad()
-def search_ids(model, sequences: Sequence[Sequence[int]], *, device: torch.device, beam: int, batch_size: int,
-               max_len_a: float, max_len_b: int, length_penalty: float = 0.0, n_best: int = 1,
-               bf16: bool = False) -> list[list[Hypothesis]]:
-    """Hypotheses for every sequence in input order; an empty sequence gets one empty hypothesis."""
-    results: list[list[Hypothesis]] = [[Hypothesis(0.0, [], 0.0)] for _ in sequences]
-    for indices in length_batches(sequences, batch_size):
-        src = pad([sequences[i] for i in indices]).to(device)
-        src_lens = torch.tensor([len(sequences[i]) for i in indices])
-        with autocast(device, bf16):
-            if beam == 1 and n_best == 1:
-                found = [[Hypothesis(0.0, tokens, 0.0)] for tokens in
-                         greedy_search(model, src, src_lens, max_len_a=max_len_a, max_len_b=max_len_b)]
-            else:
-                found = beam_search(model, src, src_lens, beam=beam, max_len_a=max_len_a, max_len_b=max_len_b,
-                                    length_penalty=length_penalty, n_best=n_best)
-        for i, hyps in zip(indices, found):
-            results[i] = hyps
-    return results
-
-
-@dataclass
 class Translator:
-    """A trained model (or an ensemble) with its tokenizers, rebuilt from checkpoint folders alone."""
+    """A model (or an ensemble) with its tokenizers and decoding defaults."""
 
-    model: object  # a Seq2Seq, or an Ensemble of them
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-    config: object
-    device: torch.device
+    def __init__(self, model, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, config: Config,
+                 device: torch.device):
+        self.model, self.src_tokenizer, self.tgt_tokenizer = model, src_tokenizer, tgt_tokenizer
+        self.config, self.device = config, device
 
     @classmethod
     def load(cls, paths, device: str = "auto") -> "Translator":
-        """One checkpoint, or several (an ensemble: all must share the first one's tokenizers)."""
+        """One checkpoint or run folder, or several (an ensemble: all trained on the first one's
+        vocabularies). The first one's config gives the decoding defaults."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         device_ = pick_device(device)
-        models, first = [], None
-        for path in paths:
-            folder = checkpoint.resolve(path)
-            config = checkpoint.load_config(folder)
-            src_file, tgt_file = tokenizer_files(folder)
-            src_tok, tgt_tok = Tokenizer(src_file), Tokenizer(tgt_file)
-            meta = checkpoint.read_meta(folder)
-            for tok in {src_tok.path: src_tok, tgt_tok.path: tgt_tok}.values():
-                if meta.get("tokenizers", {}).get(tok.path.name) != tok.checksum:
-                    raise CheckpointError(f"{tok.path} is not the tokenizer this model was trained with "
-                                          f"(checksum differs from meta.json): restore the checkpoint's own file")
-            if first is None:
-                first = (config, src_tok, tgt_tok)
-            elif (src_tok.checksum, tgt_tok.checksum) != (first[1].checksum, first[2].checksum):
-                raise CheckpointError(f"{folder} uses other tokenizers than {paths[0]}: "
-                                      f"an ensemble needs models trained on the same prepared data")
-            model = build_model(config, src_tok.vocab_size, tgt_tok.vocab_size)
-            checkpoint.load_weights(model, folder)
-            models.append(model.to(device_).eval())
-        config, src_tok, tgt_tok = first
-        return cls(models[0] if len(models) == 1 else Ensemble(models), src_tok, tgt_tok, config, device_)
+        loaded = [load_model(path, device_) for path in paths]
+        first = loaded[0]
+        for other in loaded[1:]:
+            check_compatible(first.checkpoint.identity(), other.checkpoint.identity(), same_model=False,
+                             found_name=str(other.checkpoint.folder), expected_name=str(paths[0]),
+                             fix="an ensemble needs models trained on the same prepared data")
+        model = first.model if len(loaded) == 1 else Ensemble([m.model for m in loaded])
+        return cls(model, first.src_tokenizer, first.tgt_tokenizer, first.checkpoint.config, device_)
 
-    def translate(self, lines: Sequence[str], *, beam: int, batch_size: int, n_best: int = 1,
-                  length_penalty: Optional[float] = None, max_len_a: Optional[float] = None,
-                  max_len_b: Optional[int] = None) -> list[list[tuple[str, float]]]:
-        """For each line, its n_best (text, score) pairs; score is the length-normalised log-probability."""
-        d = self.config.decode
+    def options(self, **changes) -> DecodeOptions:
+        """The checkpoint's decoding settings with some changed (None keeps one): the one place
+        where the defaults come from."""
+        return self.config.decode.override(**changes)
+
+    def translate(self, lines: Sequence[str], options: Optional[DecodeOptions] = None) -> list[list[Translation]]:
+        """For each line, its `options.n_best` translations, best first (one empty one for an empty line)."""
+        options = options or self.options()
         if self.config.data.lowercase:
             lines = [line.lower() for line in lines]
-        found = search_ids(
-            self.model, self.src_tokenizer.encode(lines), device=self.device, beam=beam, batch_size=batch_size,
-            n_best=n_best, length_penalty=d.length_penalty if length_penalty is None else length_penalty,
-            max_len_a=d.max_len_a if max_len_a is None else max_len_a,
-            max_len_b=d.max_len_b if max_len_b is None else max_len_b,
-            bf16=self.config.train.bf16)
-        return [[(text, h.rank_score) for text, h in zip(self.tgt_tokenizer.decode([h.tokens for h in hyps]), hyps)]
+        found = self.search_ids(self.src_tokenizer.encode(lines), options)
+        return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob)
+                 for text, h in zip(self.tgt_tokenizer.decode([h.tokens for h in hyps]), hyps)]
                 for hyps in found]
+
+    @torch.no_grad()
+    def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
+        """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty hypothesis."""
+        results: list[list[Hypothesis]] = [[Hypothesis(0.0, [], 0.0)] for _ in sequences]
+        for indices in length_batches(sequences, options.batch_size):
+            src = pad([sequences[i] for i in indices]).to(self.device)
+            src_lens = torch.tensor([len(sequences[i]) for i in indices])
+            with autocast(self.device, self.config.train.bf16):
+                found = search(self.model, src, src_lens, options)
+            for i, hyps in zip(indices, found):
+                results[i] = hyps
+        return results
 
 
 def read_input(path: Optional[Path]) -> list[str]:
@@ -109,24 +102,18 @@ def read_input(path: Optional[Path]) -> list[str]:
     return [clean_line(line) for line in split_lines(decode_utf8(sys.stdin.buffer.read(), "<stdin>"))]
 
 
-def format_output(results: list[list[tuple[str, float]]], n_best: int) -> str:
+def format_output(results: list[list[Translation]], n_best: int) -> str:
     if n_best == 1:
-        return "".join(hyps[0][0] + "\n" for hyps in results)
+        return "".join(hyps[0].text + "\n" for hyps in results)
     # Moses n-best format: sentence index ||| hypothesis ||| score
-    return "".join(f"{i} ||| {text} ||| {score:.4f}\n" for i, hyps in enumerate(results) for text, score in hyps)
+    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f}\n" for i, hyps in enumerate(results) for t in hyps)
 
 
-def translate_file(checkpoint_paths: list[Path], input_path: Optional[Path], output_path: Optional[Path], *,
-                   beam: int, batch_size: int, n_best: int = 1, length_penalty: Optional[float] = None,
-                   max_len_a: Optional[float] = None, max_len_b: Optional[int] = None, device: str = "auto") -> int:
+def translate_file(translator: Translator, input_path: Optional[Path], output_path: Optional[Path],
+                   options: DecodeOptions) -> int:
     """Translate a file (or stdin) to a file (or stdout); returns the number of lines written."""
-    if output_path is not None and not output_path.parent.is_dir():
-        raise DataError(f"cannot write {output_path}: the folder {output_path.parent} does not exist; create it first")
-    translator = Translator.load(checkpoint_paths, device)
     lines = read_input(input_path)
-    results = translator.translate(lines, beam=beam, batch_size=batch_size, n_best=n_best,
-                                   length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b)
-    text = format_output(results, n_best)
+    text = format_output(translator.translate(lines, options), options.n_best)
     if output_path is None:
         sys.stdout.write(text)
         sys.stdout.flush()

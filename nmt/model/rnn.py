@@ -21,7 +21,9 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from nmt.device import host_to_device
 
 State = tuple[torch.Tensor, Optional[torch.Tensor]]  # (h, c); c is None for a GRU
 
@@ -132,7 +134,29 @@ class StackedRNN(nn.Module):
         if lengths is None:
             out, final = rnn(x, state)
         else:
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, final = rnn(packed, state)
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+            out, final = rnn(pack(x, lengths), state)
+            out = unpack(out, x.size(1))
         return (out, final) if self.is_lstm else (out, (final, None))
+
+
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    """x (B, S, I) batch-first with CPU `lengths` -> a packed sequence, as torch's
+    pack_padded_sequence(enforce_sorted=False) builds it, without waiting for the device.
+
+    torch's version copies its sort order to the device from pageable memory (a stream
+    synchronisation at every call); here the order goes through `host_to_device`.
+    """
+    sorted_lengths, order = torch.sort(lengths, descending=True)
+    order = host_to_device(order, x.device)
+    packed = pack_padded_sequence(x.index_select(0, order), sorted_lengths, batch_first=True, enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, order)  # computes the inverse order too
+
+
+def unpack(packed: PackedSequence, total_length: int) -> torch.Tensor:
+    """The padded (B, total_length, H) outputs of `pack`'s sequence, rows in the original order.
+
+    (pad_packed_sequence also returns the lengths, reordered with a device-to-host copy.)
+    """
+    plain = PackedSequence(packed.data, packed.batch_sizes)
+    out, _ = pad_packed_sequence(plain, batch_first=True, total_length=total_length)
+    return out.index_select(0, packed.unsorted_indices)

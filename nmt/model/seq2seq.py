@@ -12,7 +12,8 @@ RNN's input (Bahdanau et al. 2015).
 The model's API is what training and search use:
     encode(src, src_lens) -> DecoderState
     decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search
-    forward(src, src_lens, tgt_in, tgt_out) -> summed loss    teacher forcing, for training
+    forward(batch) -> summed loss                             teacher forcing: the task protocol
+                                                              (nmt/tasks/base.py)
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmt.data.batching import ParallelBatch
 from nmt.data.tokenizer import PAD
+from nmt.device import host_to_device
 from nmt.model.attention import Attention
 from nmt.model.pipeline import SplitOutput, spread, wavefront
 from nmt.model.rnn import StackedRNN, sequence_dropout_mask
@@ -112,8 +115,10 @@ class Seq2Seq(nn.Module):
     # --- encoder ----------------------------------------------------------------------------
     def encode(self, src: torch.Tensor, src_lens: Optional[torch.Tensor]) -> DecoderState:
         """src (B, S) right-padded in reading order; src_lens (B,) on the CPU, or None if no padding."""
+        # The lengths go to the device once, without a wait; packing keeps the CPU copy.
+        lengths = None if src_lens is None else host_to_device(src_lens, src.device)
         if self.reverse_source:
-            src = reverse_padded(src, src_lens)
+            src = reverse_padded(src, lengths)
         embedded = self._drop(self.src_embed(src), self.embed_dropout)  # (B, S, E)
         # Packing keeps padding out: each row's final state is taken at its own last token.
         memory, (h, c) = self.encoder(embedded, src_lens)  # memory (B, S, H); h (layers*dirs, B, H/dirs)
@@ -124,9 +129,9 @@ class Seq2Seq(nn.Module):
         state = DecoderState(h, c)
         if self.attention_kind != "none":
             state.memory, state.keys = memory, self.attention.keys(memory)
-            if src_lens is not None:
+            if lengths is not None:
                 positions = torch.arange(src.size(1), device=src.device)
-                state.src_mask = positions.unsqueeze(0) < src_lens.to(src.device).unsqueeze(1)
+                state.src_mask = positions.unsqueeze(0) < lengths.unsqueeze(1)
             if self.input_feeding:
                 state.feed = h.new_zeros(src.size(0), self.hidden)
         return state
@@ -204,8 +209,10 @@ class Seq2Seq(nn.Module):
         h, c = _stacked(state.h, state.c)
         return F.log_softmax(self.output(out).float(), dim=-1), replace(state, h=h, c=c)
 
-    def forward(self, src, src_lens, tgt_in, tgt_out, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Summed cross-entropy over the real target tokens (padding ignored), as a scalar."""
+    def forward(self, batch: ParallelBatch, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The batch's summed cross-entropy over its real target tokens (batch.num_tokens of
+        them; padding ignored), as a scalar tensor."""
+        src, src_lens, tgt_in, tgt_out = batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out
         if self.pipeline is not None and src_lens is None:  # static shapes: no packing, so a wavefront
             hidden = self._pipelined_hidden(src, tgt_in)
         else:

@@ -1,1 +1,1 @@
-"""Training: the paper's SGD schedule, clipping, checkpoints, and the loop itself."""
+"""Training: the loop and what it hands work to (see loop.py); `train` and `resume` start runs."""

@@ -1,4 +1,9 @@
-"""What a run reports: a one-line progress bar on the console and a JSONL log in the run folder."""
+"""What a run reports: a one-line progress bar on the console, a JSONL log in the run folder, and
+the loss and token counts of the steps since the last report.
+
+Everything else a run says (starting, evaluations, warnings) goes through the `logging` module
+under the name `nmt` (see nmt/log.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,37 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import torch
+
+
+class Window:
+    """Loss and token counts since the last report; the loss stays on the device until read."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.tokens = self.all_tokens = 0
+        self.restart_clock()
+
+    def add(self, loss: torch.Tensor, tokens: int, all_tokens: int) -> None:
+        """`tokens`: this process's target tokens (what `loss` sums over); `all_tokens`: every process's."""
+        self.loss += loss.to(self.loss.device)
+        self.tokens += tokens
+        self.all_tokens += all_tokens
+
+    def take(self) -> tuple[float, int, int]:
+        """(summed loss, its tokens, all processes' tokens) since the last take."""
+        loss, tokens, all_tokens = self.loss.item(), self.tokens, self.all_tokens
+        self.loss.zero_()
+        self.tokens = self.all_tokens = 0
+        self.restart_clock()
+        return loss, tokens, all_tokens
+
+    def seconds(self) -> float:
+        return time.time() - self.started
+
+    def restart_clock(self) -> None:
+        self.started = time.time()
 
 
 def _duration(seconds: float) -> str:
@@ -38,10 +74,6 @@ class Progress:
             self.stream.write("\r\033[K" + line)
         else:
             self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def message(self, text: str) -> None:
-        self.stream.write(("\r\033[K" if self.interactive else "") + text + "\n")
         self.stream.flush()
 
 

@@ -1,0 +1,47 @@
+"""Where a measured figure comes from: the commit, whether the tree differed from it, the machine.
+
+Every script that writes a record under benchmarks/ calls `provenance()`, so no figure carries a
+commit typed by hand. The commit is read from git; where the tree has no git metadata (a copy of
+the working tree on a lent GPU machine), from the environment variables NMT_COMMIT and NMT_DIRTY,
+and the record says which.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def commit() -> dict:
+    """{"commit": hash, "tree_dirty": bool (tracked files differ from the commit), "commit_source": ...}."""
+    head = _git("rev-parse", "HEAD")
+    if head:
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        return {"commit": head, "tree_dirty": bool(dirty), "commit_source": "git"}
+    if os.environ.get("NMT_COMMIT"):
+        return {"commit": os.environ["NMT_COMMIT"], "tree_dirty": os.environ.get("NMT_DIRTY", "0") not in ("", "0"),
+                "commit_source": "NMT_COMMIT (no git metadata in this tree)"}
+    return {"commit": "unknown", "tree_dirty": None, "commit_source": "none: no git metadata and no NMT_COMMIT"}
+
+
+def provenance() -> dict:
+    """The commit (see `commit`), the command line, torch's version and the device that ran it."""
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor() or "cpu")
+    return {**commit(), "command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "torch": torch.__version__,
+            "device": device, "cpu_count": os.cpu_count(), "host": platform.node()}

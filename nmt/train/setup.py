@@ -1,0 +1,44 @@
+"""Putting a model where it trains (one device, the paper's layer pipeline, or torchrun data
+parallelism) and building its optimizer."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from nmt.config import TrainConfig
+from nmt.device import pick_device
+from nmt.errors import ConfigError
+from nmt.train.distributed import World
+
+
+def place(model: torch.nn.Module, t: TrainConfig, world: World, device: torch.device):
+    """Move `model` to its device(s). Returns (what the training step calls, the device batches go to):
+    the model itself, or its DistributedDataParallel wrapper under torchrun."""
+    if t.devices:  # the paper's layout: layers (and softmax slices) over several devices
+        for name in (*t.devices, *t.softmax_devices):
+            pick_device(name)
+        model.place(list(t.devices), list(t.softmax_devices), t.pipeline_chunk)
+        device = torch.device(t.devices[0])  # where batches and the embeddings go
+    else:
+        model.to(device)
+    if world.size == 1:
+        return model, device
+    if t.devices or t.cuda_graphs:
+        raise ConfigError("torchrun data parallelism cannot be combined with train.devices or "
+                          "train.cuda_graphs yet: drop them from the config")
+    if t.static_shapes and t.batch_size % world.size:
+        raise ConfigError(f"train.batch_size {t.batch_size} must divide evenly over {world.size} processes")
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids), device
+
+
+def make_optimizer(parameters, t: TrainConfig, *, capturable: bool = False) -> torch.optim.Optimizer:
+    """The paper's SGD without momentum, or Adam. Both fused: they honour `found_inf` on the device
+    (the protocol torch's GradScaler uses), so a NaN step is skipped without a host round trip.
+
+    `capturable` (Adam inside CUDA graphs) keeps its step count on the device.
+    """
+    if t.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=t.lr, betas=tuple(t.adam_betas), fused=True, capturable=capturable)
+    return torch.optim.SGD(parameters, lr=t.lr, fused=True)
