@@ -14,10 +14,12 @@ from typing import List, Optional
 
 import typer
 
+from nmt.analyze.cli import analyze_app
 from nmt.errors import NmtError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014).")
+app.add_typer(analyze_app, name="analyze")  # nmt analyze curves|lengths|frequency|vectors|report
 
 
 def user_errors(command):

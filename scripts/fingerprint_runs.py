@@ -11,10 +11,11 @@ generated number-words corpus with the quickstart config:
 
     python scripts/fingerprint_runs.py --tree /tmp/nmt-before --out runs/fp/before.json
     python scripts/fingerprint_runs.py --out runs/fp/after.json
-    python scripts/fingerprint_runs.py --compare runs/fp/before.json runs/fp/after.json
+    python scripts/fingerprint_runs.py --compare runs/fp/before.json runs/fp/after.json [--out CMP.json]
 
 `--compare` prints, per job, whether losses, weights and translations are bit-identical, and
-otherwise the largest difference. Only the command line is used, so any two commits compare.
+otherwise the largest differences and the first logged step whose loss differs. Only the command
+line is used, so any two commits compare.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def fingerprint(run_dir: Path, work: Path, tree: Path, tensors_out: Path) -> dic
     }
 
 
+def tree_commit(tree: Path) -> dict:
+    """The commit of the tree that ran the jobs, and whether its tracked files differed from it."""
+    git = lambda *args: subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True).stdout.strip()  # noqa: E731
+    return {"tree_commit": git("rev-parse", "HEAD") or "unknown",
+            "tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def run_all(tree: Path, out: Path, steps: int) -> None:
     from nmt.quickstart import make_corpus
 
@@ -84,7 +92,7 @@ def run_all(tree: Path, out: Path, steps: int) -> None:
     nmt(tree, "preprocess", "--config", config, *sets(data), cwd=work)
     common = data + ["train.device=cpu", f"train.max_steps={steps}", "train.log_every=10",
                      f"train.eval_every={steps // 3}", f"train.save_every={steps // 3}"]
-    result = {"tree": str(tree), "steps": steps, "jobs": {}}
+    result = {"tree": str(tree), **tree_commit(tree), "steps": steps, "jobs": {}}
     for name, extra in JOBS.items():
         run_dir = work / name
         nmt(tree, "train", "--config", config, *sets(common + extra + [f"train.run_dir={run_dir}"]), cwd=work)
@@ -99,25 +107,39 @@ def run_all(tree: Path, out: Path, steps: int) -> None:
     print(f"wrote {out}")
 
 
-def compare(a_path: Path, b_path: Path) -> bool:
+def compare(a_path: Path, b_path: Path, out: Path | None = None) -> bool:
+    """Print (and with `out` write as JSON) how the two fingerprints differ, job by job."""
     a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
-    same_everywhere = True
+    report = {"a": str(a_path), "a_tree_commit": a.get("tree_commit"), "a_tree_dirty": a.get("tree_dirty"),
+              "b": str(b_path), "b_tree_commit": b.get("tree_commit"), "b_tree_dirty": b.get("tree_dirty"),
+              "steps": a["steps"], "jobs": {}}
     for name in a["jobs"]:
         ja, jb = a["jobs"][name], b["jobs"][name]
-        loss_diff = max((abs(x[1] - y[1]) for x, y in zip(ja["losses"], jb["losses"])), default=0.0)
+        gaps = [(x[0], abs(x[1] - y[1])) for x, y in zip(ja["losses"], jb["losses"])]
         ta, tb = np.load(ja["tensors"]), np.load(jb["tensors"])
         weight_diff = max(float(np.abs(ta[k].astype(np.float64) - tb[k].astype(np.float64)).max()) for k in ta.files)
         same = {"losses": ja["losses"] == jb["losses"], "dev": ja["dev"] == jb["dev"],
                 "weights": ja["weights"] == jb["weights"],
                 "translations": ja["translations"] == jb["translations"]}
-        same_everywhere &= all(same.values())
-        differing = [k for k, v in ja["translations"].items() if v != jb["translations"][k]]
+        first = next((step for step, gap in gaps if gap > 0), None)
+        report["jobs"][name] = {"identical": same, "largest_loss_difference": max((g for _, g in gaps), default=0.0),
+                                "first_logged_step_whose_loss_differs": first,
+                                "loss_difference_by_step": gaps, "largest_weight_difference": weight_diff,
+                                "translations_that_differ": [k for k in ja["translations"]
+                                                             if ja["translations"][k] != jb["translations"][k]]}
+        job = report["jobs"][name]
         print(f"{name}: " + ", ".join(f"{k} {'identical' if v else 'DIFFER'}" for k, v in same.items())
-              + f"; largest loss difference {loss_diff:.3g} (losses logged to 5 decimals),"
-              f" largest weight difference {weight_diff:.3g}"
-              + (f"; translations that differ: {differing}" if differing else ""))
-    print("bit-identical" if same_everywhere else "NOT bit-identical")
-    return same_everywhere
+              + f"; largest loss difference {job['largest_loss_difference']:.3g} (losses logged to 5 decimals"
+              + (f", first at step {first}" if first else "") + f"), largest weight difference {weight_diff:.3g}"
+              + (f"; translations that differ: {job['translations_that_differ']}" if job["translations_that_differ"]
+                 else ""))
+    report["bit_identical"] = all(all(j["identical"].values()) for j in report["jobs"].values())
+    print("bit-identical" if report["bit_identical"] else "NOT bit-identical")
+    if out is not None:
+        from nmt.provenance import commit
+
+        out.write_text(json.dumps({**commit(), **report}, indent=1) + "\n")
+    return report["bit_identical"]
 
 
 def main() -> None:
@@ -125,10 +147,11 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=ROOT, help="source tree whose nmt runs the jobs")
     parser.add_argument("--out", type=Path, help="JSON fingerprint to write (its work folder beside it)")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                        help="compare two fingerprints (with --out, write the comparison there as JSON)")
     args = parser.parse_args()
     if args.compare:
-        raise SystemExit(0 if compare(*args.compare) else 1)
+        raise SystemExit(0 if compare(*args.compare, args.out) else 1)
     if args.out is None:
         parser.error("--out is needed (or --compare A B)")
     run_all(args.tree.resolve(), args.out.resolve(), args.steps)

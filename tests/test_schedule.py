@@ -1,11 +1,15 @@
-"""The paper's optimisation: the halving learning rate and hard norm clipping."""
+"""The paper's optimisation: the halving learning rate, the other rules of the schedule, and
+hard norm clipping (torch's clip_grad_norm_, checked against the paper's rule)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
-from nmt.train.schedule import clip_gradient_norm, learning_rate
+from nmt.config import TrainConfig
+from nmt.train.schedule import LearningRateSchedule, learning_rate
 
 PAPER = dict(lr=0.7, decay_start=5.0, decay_every=0.5, factor=0.5)
 
@@ -17,6 +21,33 @@ PAPER = dict(lr=0.7, decay_start=5.0, decay_every=0.5, factor=0.5)
 ])
 def test_learning_rate_matches_the_paper_at_every_half_epoch(epoch, expected):
     assert learning_rate(epoch, **PAPER) == pytest.approx(expected, rel=1e-12)
+    assert LearningRateSchedule(TrainConfig()).rate(step=10_000, epoch_progress=epoch) == pytest.approx(expected)
+
+
+def test_warmup_scales_the_first_updates_linearly():
+    schedule = LearningRateSchedule(TrainConfig(warmup_steps=4, lr=1.0))
+    assert [schedule.rate(step, 0.0) for step in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_plateau_rule_decays_after_patience_flat_evaluations_and_saves_its_state():
+    t = TrainConfig(schedule="plateau", lr=1.0, plateau_patience=2, decay_factor=0.5, min_lr=0.3)
+    schedule = LearningRateSchedule(t)
+    assert schedule.after_evaluation(1) is None and schedule.rate(0, 0.0) == 1.0
+    assert "lr 0.5" in schedule.after_evaluation(2) and schedule.rate(0, 9.0) == 0.5  # no halving by epoch
+    schedule.after_evaluation(3)
+    schedule.after_evaluation(4)
+    assert schedule.rate(0, 0.0) == 0.3  # never below min_lr
+    restored = LearningRateSchedule(t)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.rate(0, 0.0) == 0.3
+    halving = LearningRateSchedule(dataclasses.replace(t, schedule="halving"))
+    assert halving.after_evaluation(2) is None  # the plateau rule only runs when chosen
+
+
+def paper_clipping(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """The paper's rule as written: s = ||g||_2 over all gradients; if s > max_norm, g = max_norm g / s."""
+    s = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    return [g.double() * (max_norm / s) if s > max_norm else g.double() for g in grads]
 
 
 def grads_with_norm(norm: float, seed: int = 0) -> list[torch.nn.Parameter]:
@@ -29,13 +60,14 @@ def grads_with_norm(norm: float, seed: int = 0) -> list[torch.nn.Parameter]:
     return params
 
 
-def test_clipping_scales_to_exactly_max_norm_when_above():
-    params = grads_with_norm(12.5)
-    before = [p.grad.clone() for p in params]
-    s = clip_gradient_norm(params, 5.0)
-    assert float(s) == pytest.approx(12.5, rel=1e-6)
-    for p, g in zip(params, before):  # g = 5 g / s
-        torch.testing.assert_close(p.grad, g * (5.0 / s), rtol=0, atol=0)
+@pytest.mark.parametrize("norm", [12.5, 5.0001, 1e4])
+def test_torch_clipping_is_the_papers_rule_when_above(norm):
+    params = grads_with_norm(norm)
+    expected = paper_clipping([p.grad for p in params], 5.0)
+    s = torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
+    assert float(s) == pytest.approx(norm, rel=1e-6)
+    for p, e in zip(params, expected):  # torch divides by s + 1e-6: equal to float tolerance
+        torch.testing.assert_close(p.grad.double(), e, rtol=1e-6, atol=1e-9)
     total = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params))
     assert float(total) == pytest.approx(5.0, rel=1e-6)
 
@@ -43,5 +75,5 @@ def test_clipping_scales_to_exactly_max_norm_when_above():
 def test_clipping_leaves_small_gradients_bit_for_bit():
     params = grads_with_norm(4.99)
     before = [p.grad.clone() for p in params]
-    clip_gradient_norm(params, 5.0)
+    torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
     assert all(torch.equal(p.grad, g) for p, g in zip(params, before))

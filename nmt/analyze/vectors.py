@@ -17,23 +17,17 @@ import numpy as np
 from nmt.analyze.outputs import record, write_csv, write_json
 from nmt.analyze.plots import TEXT_SIZE, fit_texts, new_figure, save, separate_texts
 from nmt.data.corpus import read_lines
-from nmt.errors import CheckpointError, DataError, NmtError
+from nmt.errors import DataError, NmtError
 
 STATES = ("h", "c", "both")
 
 
 def load_translator(path: Path, device: str = "auto"):
-    """The one place this package loads a checkpoint (a checkpoint folder or a run folder)."""
+    """The one place this package loads a checkpoint (a checkpoint folder or a run folder); a
+    checkpoint that does not load is a CheckpointError naming the file and the problem."""
     from nmt.decode.translate import Translator
 
-    try:
-        return Translator.load(path, device)
-    except NmtError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError) as e:  # e.g. weights of another shape
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} does not load ({detail}): pass a checkpoint written by "
-                              f"this version of nmt train, e.g. runs/x/best") from None
+    return Translator.load(path, device)
 
 
 def shipped_phrases() -> dict[str, Path]:

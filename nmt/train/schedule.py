@@ -67,21 +67,3 @@ def set_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         else:
             group["lr"] = lr
 
-
-def clip_gradient_norm(parameters, max_norm: float) -> torch.Tensor:
-    """The paper's clipping: s = ||g||_2 over all gradients; if s > max_norm then g = max_norm * g / s.
-
-    Unlike torch's clip_grad_norm_ there is no epsilon in the divisor, and gradients under the
-    threshold are left exactly as they are. Nothing here waits for the device: the returned
-    norm is a tensor.
-    """
-    grads = [p.grad for p in parameters if p.grad is not None]
-    home = grads[0].device  # with a layer pipeline the gradients live on several devices
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()).to(home) for g in grads]))
-    scale = torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm))
-    by_device: dict = {}
-    for g in grads:
-        by_device.setdefault(g.device, []).append(g)
-    for device, group in by_device.items():
-        torch._foreach_mul_(group, scale.to(device=device, dtype=group[0].dtype))
-    return norm
