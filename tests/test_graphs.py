@@ -18,6 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nmt.train import graphs
 from nmt.train.loop import Trainer
+from nmt.train.schedule import set_rate
 from tests.conftest import tiny_config
 
 
@@ -154,8 +155,8 @@ def test_real_cuda_graphs_draw_fresh_dropout_masks_at_every_replay(workspace):
     trainer = Trainer(config)
     trainer.run_dir.mkdir()
     trainer.train_steps()
-    trainer.captured.set_lr(0.0)
-    batch = trainer._batch(trainer.sampler.epoch(0)[0])
+    set_rate(trainer.optimizer, 0.0)
+    batch = trainer.task.batch(trainer.sampler.epoch(0)[0])
     losses = [trainer.captured(batch, 1.0).item() for _ in range(3)]
     assert all(torch.isfinite(torch.tensor(losses))) and len(set(losses)) == 3, losses
 

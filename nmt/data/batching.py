@@ -9,6 +9,8 @@ epoch can be rebuilt exactly on resume.
 
 from __future__ import annotations
 
+import functools
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional
@@ -55,6 +57,16 @@ def _load_array(path: Path, mmap_mode=None) -> np.ndarray:
         raise DataError(f"{path} is corrupt ({str(e).splitlines()[0][:80]}): run nmt preprocess again") from None
 
 
+@functools.cache
+def _field_names(cls: type, device_only: bool) -> tuple[str, ...]:
+    """A batch class's tensor fields (those typed Tensor or Optional[Tensor]), optionally without
+    the host ones; looked up once per class, as the training loop asks at every step."""
+    hints = typing.get_type_hints(cls)
+    tensor_types = (torch.Tensor, Optional[torch.Tensor])
+    return tuple(f.name for f in fields(cls) if hints[f.name] in tensor_types
+                 and not (device_only and f.metadata.get("host")))
+
+
 class Batch:
     """What every task's batch is to the trainer: tensor fields plus host-side counts.
 
@@ -72,8 +84,8 @@ class Batch:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensor fields that live on the device, by name (None fields left out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if not f.metadata.get("host") and torch.is_tensor(getattr(self, f.name))}
+        values = ((name, getattr(self, name)) for name in _field_names(type(self), device_only=True))
+        return {name: value for name, value in values if value is not None}
 
     def shape_key(self) -> tuple:
         """The batch's tensor shapes: batches with equal keys replay one CUDA graph."""
@@ -85,8 +97,8 @@ class Batch:
     def pin_memory(self) -> "Batch":
         """Page-locked copies of every tensor, host fields too (so that a later copy of them to
         the device need not wait); DataLoader(pin_memory=True) calls this."""
-        return replace(self, **{f.name: getattr(self, f.name).pin_memory() for f in fields(self)
-                                if torch.is_tensor(getattr(self, f.name))})
+        values = ((name, getattr(self, name)) for name in _field_names(type(self), device_only=False))
+        return replace(self, **{name: value.pin_memory() for name, value in values if value is not None})
 
     def describe(self) -> str:
         return " and ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in self.shape_key())

@@ -62,12 +62,12 @@ class CapturedSteps:
 
     def __call__(self, batch: Batch, divisor: float) -> torch.Tensor:
         """Replay the step for `batch` (a pinned host batch); returns the loss tensor."""
-        if batch.shape_key() not in self.graphs:
+        key = batch.shape_key()
+        if key not in self.graphs:
             self.capture(batch)
-        captured = self.graphs[batch.shape_key()]
-        targets = captured.batch.tensors()
-        for name, tensor in batch.tensors().items():
-            targets[name].copy_(tensor, non_blocking=True)
+        captured = self.graphs[key]
+        for tensor, target in zip(batch.tensors().values(), captured.batch.tensors().values()):  # same fields
+            target.copy_(tensor, non_blocking=True)
         captured.divisor.fill_(divisor)
         captured.graph.replay()
         return captured.loss
