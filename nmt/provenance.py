@@ -1,9 +1,10 @@
 """Where a measured figure comes from: the commit, whether the tree differed from it, the machine.
 
 Every script that writes a record under benchmarks/ calls `provenance()`, so no figure carries a
-commit typed by hand. The commit is read from git; where the tree has no git metadata (a copy of
-the working tree on a lent GPU machine), from the environment variables NMT_COMMIT and NMT_DIRTY,
-and the record says which.
+commit typed by hand. The commit is read from git, unless the environment variable NMT_COMMIT is
+set (with NMT_DIRTY): a copy of the working tree sent to another machine can carry a stale .git
+(seen on the lent GPU machines: their .git still named the session's first commit), so the command
+that sends the tree names the commit it sent. The record says which source it used.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ def _git(*args: str) -> str | None:
 
 def commit() -> dict:
     """{"commit": hash, "tree_dirty": bool (tracked files differ from the commit), "commit_source": ...}."""
+    if os.environ.get("NMT_COMMIT"):
+        return {"commit": os.environ["NMT_COMMIT"], "tree_dirty": os.environ.get("NMT_DIRTY", "0") not in ("", "0"),
+                "commit_source": "NMT_COMMIT (named by the command that sent this tree)"}
     head = _git("rev-parse", "HEAD")
     if head:
         dirty = _git("status", "--porcelain", "--untracked-files=no")
         return {"commit": head, "tree_dirty": bool(dirty), "commit_source": "git"}
-    if os.environ.get("NMT_COMMIT"):
-        return {"commit": os.environ["NMT_COMMIT"], "tree_dirty": os.environ.get("NMT_DIRTY", "0") not in ("", "0"),
-                "commit_source": "NMT_COMMIT (no git metadata in this tree)"}
     return {"commit": "unknown", "tree_dirty": None, "commit_source": "none: no git metadata and no NMT_COMMIT"}
 
 
