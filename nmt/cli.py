@@ -22,6 +22,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(analyze_app, name="analyze")  # nmt analyze curves|lengths|frequency|vectors|report
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import nmt
+
+        typer.echo(f"nmt {nmt.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print nmt's version and exit.")) -> None:
+    """Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014)."""
+
+
 def user_errors(command):
     """Turn NmtError into `error: ...` and its exit code; Ctrl-C into exit 130 without a traceback."""
 
@@ -33,16 +47,31 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except NmtError as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"{e.prefix}{e}", err=True)
+            if e.interrupt:
+                _exit_now(e.exit_code)
             raise typer.Exit(e.exit_code)
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
-            raise typer.Exit(130)
+            _exit_now(130)
         except BrokenPipeError:  # `nmt translate ... | head`
             sys.stderr.close()
             raise typer.Exit(0)
 
     return wrapper
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once after a Ctrl-C or SIGTERM: everything worth keeping is written, and another
+    Ctrl-C (two in quick succession) during the interpreter's shutdown would print a traceback or
+    kill the process by the signal instead of exiting with `code`."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _positive(name: str, value: Optional[int]) -> None:
@@ -139,9 +168,10 @@ def translate(
     max_len_a: Optional[float] = typer.Option(None, help="Output length limit a * source length + b [decode.max_len_a]."),
     max_len_b: Optional[int] = typer.Option(None, help="See --max-len-a [decode.max_len_b]."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch [one per core]."),
 ):
     """Translate raw text, one output line per input line, in input order."""
-    for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best)):
+    for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best), ("--threads", threads)):
         _positive(name, value)
     if length_penalty is not None and length_penalty < 0:
         raise NmtError(f"--length-penalty must be 0 or more, got {length_penalty}")
@@ -149,7 +179,11 @@ def translate(
     from nmt.files import check_writable
 
     if output is not None:
-        check_writable(output)
+        check_writable(output, [input] if input else [])
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     translator = Translator.load(checkpoints, device)
     options = translator.options(beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty,
                                  max_len_a=max_len_a, max_len_b=max_len_b, option_name=_flag)
@@ -166,14 +200,20 @@ def average(
 ):
     """Average the weights of several checkpoints of one run into a new checkpoint for translate."""
     _positive("--best", best)
-    from nmt.checkpoint import average_checkpoints, best_checkpoints
+    from nmt.checkpoint import CHECKPOINTS, average_checkpoints, best_checkpoints
 
     if best is not None:
         if len(checkpoints) != 1:
             raise NmtError("--best takes one run folder: pass either a run folder with --best N or checkpoint folders")
         checkpoints = best_checkpoints(checkpoints[0], best)
+    else:
+        runs = [p for p in checkpoints if (p / CHECKPOINTS).is_dir()]
+        if runs:
+            raise NmtError(f"{runs[0]} is a run folder: pass --best N to average its N best checkpoints, "
+                           f"or name checkpoint folders (e.g. {runs[0] / CHECKPOINTS}/step-...)")
     out = average_checkpoints(checkpoints, output)
-    typer.echo(f"averaged {len(checkpoints)} checkpoints into {out}: " + ", ".join(p.name for p in checkpoints))
+    fewer = f" (asked for {best}: the run keeps {len(checkpoints)}, train.keep_best)" if best and best > len(checkpoints) else ""
+    typer.echo(f"averaged {len(checkpoints)} checkpoints into {out}{fewer}: " + ", ".join(p.name for p in checkpoints))
 
 
 @app.command()
@@ -218,7 +258,11 @@ def quickstart(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # a Ctrl-C before a command's own handling began (imports, arguments)
+        typer.echo("interrupted", err=True)
+        _exit_now(130)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,6 +71,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     seed: int = 1
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    threads: int = 0  # CPU threads for PyTorch's operators; 0: PyTorch's default (one per core)
     bf16: bool = True  # autocast to bfloat16 on CUDA; ignored on CPU
     optimizer: Literal["sgd", "adam"] = "sgd"  # the paper: SGD without momentum
     lr: float = 0.7
@@ -170,8 +173,23 @@ def _closest(name: str, choices) -> str:
     return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(choices)})"
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as an error message shows it: its repr, cut short (a YAML of nested aliases can
+    expand to millions of characters)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 60, 60, 6, 6, 3
+
+
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check `value` against a field's type; return it converted (int -> float where allowed)."""
+    """Check `value` against a field's type; return it converted (int -> float where allowed).
+
+    The one place where every config value's type is checked; numbers must also be finite (no
+    config value means anything as inf or NaN).
+    """
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -181,27 +199,35 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         return _coerce(key, value, inner)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, args))}, got {shown(value)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a list, got {shown(value)}")
         return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be true or false, got {shown(value)}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key '{key}' must be a whole number, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a whole number, got {shown(value)}")
+        if abs(value) >= 2 ** 63:
+            raise ConfigError(f"config key '{key}' is out of range: {shown(value)}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"config key '{key}' must be a number, got {shown(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {shown(value)}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a string, got {shown(value)}")
         return value
     raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
 
@@ -220,7 +246,7 @@ def _build_section(name: str, values: Any):
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {values!r}")
+        raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {shown(values)}")
     return cls(**{key: _coerce(f"{name}.{key}", value, _hint(cls, key)) for key, value in values.items()})
 
 
@@ -232,7 +258,10 @@ def config_from_dict(raw: Any) -> Config:
     for name in raw:
         if name not in _SECTION_CLASSES:
             raise ConfigError(f"unknown config section '{name}'{_closest(str(name), _SECTION_CLASSES)}")
-    config = Config(**{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
+    try:
+        config = Config(**{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
+    except RecursionError:
+        raise ConfigError("a config value is nested too deeply: a config holds sections of keys and plain values") from None
     validate(config)
     return config
 
@@ -249,10 +278,17 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = yaml.safe_load(raw_value) if raw_value.strip() else None
     except yaml.YAMLError:
         value = raw_value
+    except RecursionError:
+        raise ConfigError(f"override {shown(text)} nests its value too deeply: give a plain value") from None
     return section, key, value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for name, section in raw.items():
+        if name not in _SECTION_CLASSES:
+            raise ConfigError(f"unknown config section {shown(name)}{_closest(str(name)[:100], _SECTION_CLASSES)}")
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {shown(section)}")
     raw = {name: dict(section or {}) for name, section in raw.items()}
     for text in overrides:
         section, key, value = parse_override(text)
@@ -262,16 +298,58 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+def _refuse_duplicate_keys(text: str) -> None:
+    """A key written twice in one mapping is an error (yaml.safe_load keeps the last one silently:
+    a section written twice would lose half its keys). Checked on the composed node tree, which
+    builds no Python objects; each node once, so aliases cannot make the walk explode."""
+    seen, todo = set(), [yaml.compose(text, Loader=yaml.SafeLoader)]
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in keys:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"{shown(key.value)} is written twice in one mapping", key.start_mark)
+                    keys.add(key.value)
+                todo.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+
+
+SHIPPED = Path(__file__).resolve().parent / "configs"  # inside the package: there in every install
+
+
+def config_path(path: str | Path) -> Path:
+    """A config file, or the name of a shipped one ("quickstart" -> nmt/configs/quickstart.yaml)."""
+    path = Path(path)
+    shipped = SHIPPED / f"{path.name}.yaml"
+    if not path.exists() and path.parent == Path(".") and path.suffix == "" and shipped.is_file():
+        return shipped
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder: pass a YAML file, e.g. configs/quickstart.yaml")
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+        raise ConfigError(f"config file {path} not found: pass an existing YAML file, or the name of a shipped "
+                          f"config ({names})")
+    return path
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     raw: Any = {}
     if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config file {path} is a folder: pass a YAML file, e.g. configs/quickstart.yaml")
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found: pass an existing YAML file, e.g. configs/quickstart.yaml")
+        path = config_path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            _refuse_duplicate_keys(text)
+            raw = yaml.safe_load(text) or {}
+        except RecursionError:
+            raise ConfigError(f"config file {path} nests its values too deeply: a config holds sections of "
+                              f"keys and plain values") from None
         except UnicodeDecodeError:
             raise ConfigError(f"config file {path} is not UTF-8 text: save it as UTF-8") from None
         except yaml.YAMLError as e:
@@ -313,6 +391,9 @@ def validate(config: Config) -> None:
     _require(d.src_lang != d.tgt_lang, f"data.src_lang and data.tgt_lang must differ, both are '{d.src_lang}'")
     _require(m.init_range > 0, f"config key 'model.init_range' must be positive, got {m.init_range}")
     _require(t.lr > 0, f"config key 'train.lr' must be positive, got {t.lr}")
+    _require(t.seed >= 0, f"config key 'train.seed' must be 0 or more, got {t.seed}")
+    _require(t.threads >= 0, f"config key 'train.threads' must be 0 (PyTorch's default) or more, got {t.threads}")
+    _require(d.spm_max_sentences > 0, f"config key 'data.spm_max_sentences' must be positive, got {d.spm_max_sentences}")
     _require(t.epochs > 0, f"config key 'train.epochs' must be positive, got {t.epochs}")
     _require(t.decay_every_epochs > 0, "config key 'train.decay_every_epochs' must be positive")
     _require(0 < t.decay_factor <= 1, "config key 'train.decay_factor' must be in (0, 1]")

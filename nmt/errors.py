@@ -10,6 +10,8 @@ RUNTIME = 1  # the run itself failed (disk full, too many bad steps, ...)
 
 class NmtError(Exception):
     exit_code = USAGE
+    prefix = "error: "  # how the command line introduces the message
+    interrupt = False  # a stop by a signal: the process exits at once once the message is out
 
 
 class ConfigError(NmtError):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from nmt.config import load_config
+from nmt.config import SHIPPED, load_config
 from nmt.data.prepare import prepare
 from nmt.decode.translate import Translator
 from nmt.files import write_atomically
@@ -25,7 +26,7 @@ from nmt.train.start import train
 
 log = logging.getLogger("nmt")
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+DEFAULT_CONFIG = SHIPPED / "quickstart.yaml"  # package data: found in a non-editable install too
 SPLIT_SIZES = {"train": 12000, "valid": 300, "test": 500}
 
 
@@ -57,16 +58,30 @@ def make_corpus(folder: Path, *, seed: int = 1, largest: int = 999_999) -> dict[
     return prefixes
 
 
-def run_quickstart(workdir: Path, config_path: Optional[Path], overrides: list[str]) -> None:
-    config_path = config_path or DEFAULT_CONFIG
+def run_quickstart(workdir: Path, config_path: Optional[Path], overrides: list[str]) -> dict:
+    """The whole pipeline in `workdir`; returns the test scores. If it fails before the model is
+    trained, the work folder it made goes again, so that the next attempt can start."""
+    if workdir.exists() and not workdir.is_dir():
+        raise NmtError(f"--workdir {workdir} is a file: name a folder (it is made if missing)")
     if workdir.exists() and any(workdir.iterdir()):
         raise NmtError(f"{workdir} already exists and is not empty: remove it or pass --workdir NEW_FOLDER")
+    corpus = workdir / "corpus"
+    config = load_config(config_path or DEFAULT_CONFIG, [  # checked before anything is written
+        *(f"data.{split}={corpus / split}" for split in SPLIT_SIZES), f"data.prepared={workdir / 'prepared'}",
+        f"train.run_dir={workdir / 'run'}", *overrides])
+    made = not workdir.exists()
+    try:
+        return _run(workdir, config)
+    except BaseException:
+        if made and not (workdir / "run" / "last").exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _run(workdir: Path, config) -> dict:
     say = log.info
     say(f"1/4 writing a generated English-French corpus of number words to {workdir / 'corpus'}")
-    prefixes = make_corpus(workdir / "corpus")
-    config = load_config(config_path, [
-        f"data.train={prefixes['train']}", f"data.valid={prefixes['valid']}", f"data.test={prefixes['test']}",
-        f"data.prepared={workdir / 'prepared'}", f"train.run_dir={workdir / 'run'}", *overrides])
+    make_corpus(workdir / "corpus")
     say("2/4 nmt preprocess")
     prepare(config.data, config.data.prepared)
     say("3/4 nmt train")
@@ -85,3 +100,5 @@ def run_quickstart(workdir: Path, config_path: Optional[Path], overrides: list[s
     for source, output, reference in list(zip(sources, outputs, references))[:5]:
         typer.echo(f"  en:  {source}\n  nmt: {output}\n  ref: {reference}\n")
     typer.echo(f"translate more: echo 'four hundred and two' | nmt translate --checkpoint {run_dir / 'best'} --beam 5")
+    return {"bleu": result.bleu, "chrf": result.chrf, "exact_match": round(exact, 4), "beam": config.decode.beam,
+            "test_sentences": len(references), "signature": result.bleu_signature}

@@ -138,7 +138,10 @@ def test_preprocess_existing_output_is_kept(tmp_path, kind):
         out.write_text("not a folder, but mine\n")
     before = snapshot(tmp_path)
 
-    usage_error(run_nmt("preprocess", "--config", config, cwd=tmp_path), "prepared", "already exists", "--overwrite")
+    words = ["already exists", "--overwrite"] if kind == "folder" else ["is a file", "name a folder"]
+    usage_error(run_nmt("preprocess", "--config", config, cwd=tmp_path), "prepared", *words)
+    if kind == "file":  # --overwrite replaces only a prepared-data folder, never a file
+        usage_error(run_nmt("preprocess", "--config", config, "--overwrite", cwd=tmp_path), "prepared", *words)
     assert snapshot(tmp_path) == before
 
 

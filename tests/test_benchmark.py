@@ -78,3 +78,15 @@ def test_decoder_variants_run_on_cpu_and_agree():
         ids = torch.randint(4, 64, (3, 5))
         losses.append(model_class(arch)(ids, ids, ids))
     assert torch.allclose(losses[0], losses[1], atol=1e-5)
+
+
+def test_quickstart_benchmark_records_its_cases(tmp_path):
+    from scripts.benchmark_quickstart import main as benchmark
+
+    out = tmp_path / "qs.json"
+    records = benchmark(["--threads", "1", "--neighbour", "none", "--set", "train.max_steps=60", "--set",
+                         "train.log_every=10", "--set", "decode.beam=1", "--out", str(out)])
+    assert json.loads(out.read_text()) == records and len(records) == 1
+    record = records[0]
+    assert record["returncode"] == 0 and record["wall_seconds"] > 0 and 0 <= record["bleu"] <= 100
+    assert record["steps"] == 60 and record["eta_error_seconds"]["reports"] == 5 and record["commit"]  # from step 20

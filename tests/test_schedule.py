@@ -77,3 +77,17 @@ def test_clipping_leaves_small_gradients_bit_for_bit():
     before = [p.grad.clone() for p in params]
     torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
     assert all(torch.equal(p.grad, g) for p, g in zip(params, before))
+
+
+def test_the_eta_follows_the_recent_pace():
+    """A machine that slows down (a busy neighbour) shows it in the ETA within a few reports."""
+    from nmt.train.progress import Progress
+
+    progress = Progress(total_steps=1000, stream=open("/dev/null", "w"), window=3)
+    now, etas = 0.0, []
+    for step in range(50, 1000, 50):
+        now += 1.0 if step <= 400 else 10.0  # 50 steps a second, then ten times slower
+        etas.append(progress.eta(step, now))
+    assert etas[0] == ""  # one report: no pace yet
+    assert etas[6] == " | ETA 0:13"  # step 350: 650 steps at 50 a second
+    assert etas[12] == " | ETA 1:10"  # step 650, only slow reports in the window: 350 steps at 5 a second

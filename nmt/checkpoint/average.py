@@ -35,6 +35,9 @@ def average_checkpoints(folders: list[Path], out: Path) -> Path:
     for checkpoint in checkpoints:
         check_compatible(first.identity(), checkpoint.identity(), found_name=str(checkpoint.folder),
                          expected_name=str(first.folder), fix="average checkpoints of one run only")
+        if checkpoint.meta.get("run_id") != first.meta.get("run_id"):
+            raise CheckpointError(f"{checkpoint.folder} comes from another run than {first.folder} (their run ids "
+                                  f"differ): average checkpoints of one run only")
         weights = checkpoint.weights()
         if total is None:
             total, dtypes = {k: v.double() for k, v in weights.items()}, {k: v.dtype for k, v in weights.items()}

@@ -8,7 +8,6 @@ is the one rule for "same model, same vocabularies" (ensembles, averaging, resum
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -18,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 import nmt
+from nmt import files
 from nmt.checkpoint.store import FORMAT, sha256, unique_state
 from nmt.config import Config, config_from_dict
 from nmt.data.tokenizer import Tokenizer
@@ -25,27 +25,16 @@ from nmt.errors import CheckpointError, ConfigError
 
 # What each JSON file of a checkpoint must hold (key -> type) before anything reads it.
 META_KEYS = {"format": int, "tokenizers": dict, "weights_sha256": str}
-TRAINER_KEYS = {"step": int, "epoch": int, "batch_in_epoch": int, "optimizer": dict}
+CONFIG_KEYS = {"data": dict, "model": dict, "train": dict, "decode": dict}
+TRAINER_KEYS = {"step": int, "epoch": int, "batch_in_epoch": int, "tgt_tokens": int, "train_seconds": float,
+                "optimizer": dict}
+TOKENIZER_NAMES = ({"spm.model"}, {"src.model", "tgt.model"})  # a joint model, or one per side
 
 
 def read_json(path: Path, required: Optional[dict] = None) -> dict:
-    """A JSON object from `path`, with the `required` keys of the right types; else one clear error."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} is missing: the checkpoint is incomplete, use another one")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise CheckpointError(f"checkpoint file {path} is corrupt (not JSON): use another checkpoint") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"checkpoint file {path} is corrupt (a JSON {type(value).__name__}, not an object): "
-                              f"use another checkpoint")
-    for key, kind in (required or {}).items():
-        if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool) and kind is int:
-            raise CheckpointError(f"checkpoint file {path} is corrupt ('{key}' is missing or not a "
-                                  f"{kind.__name__}): use another checkpoint")
-    return value
+    """A checkpoint's JSON file, checked (nmt.files.read_json) for the keys its reader needs."""
+    return files.read_json(path, required, error=CheckpointError,
+                           fix="the checkpoint is incomplete or damaged, use another one")
 
 
 def resolve(path: str | Path) -> Path:
@@ -97,8 +86,9 @@ class Checkpoint:
 
     @property
     def tokenizer_files(self) -> tuple[Path, Path]:
-        names = list(self.meta["tokenizers"])
-        return (self.folder / names[0], self.folder / names[-1])  # one joint model, or src then tgt
+        if "spm.model" in self.meta["tokenizers"]:  # one joint model
+            return self.folder / "spm.model", self.folder / "spm.model"
+        return self.folder / "src.model", self.folder / "tgt.model"
 
     def identity(self) -> dict:
         """What two checkpoints must share to be averaged or resumed into each other."""
@@ -158,11 +148,10 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{folder} was written by nmt {meta.get('nmt_version', '?')} in checkpoint format "
                               f"{meta['format']}; this nmt {nmt.__version__} reads format {FORMAT}: "
                               f"use a matching version of nmt")
-    if not meta["tokenizers"] or len(meta["tokenizers"]) > 2 or not all(
-            isinstance(v, str) for v in meta["tokenizers"].values()):
+    if set(meta["tokenizers"]) not in TOKENIZER_NAMES or not all(isinstance(v, str) for v in meta["tokenizers"].values()):
         raise CheckpointError(f"{folder / 'meta.json'} is corrupt (its tokenizers entry): use another checkpoint")
     try:
-        config = config_from_dict(read_json(folder / "config.json"))
+        config = config_from_dict(read_json(folder / "config.json", CONFIG_KEYS))
     except ConfigError as e:
         raise CheckpointError(f"{folder}/config.json does not fit this version of nmt ({e})") from None
     return Checkpoint(folder, meta, config)

@@ -108,6 +108,7 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
             "nmt_version": nmt.__version__,
             "tokenizers": {name: sha256(tmp / name) for name in names},
             "weights_sha256": sha256(tmp / "model.safetensors"),
+            "run_id": trainer_state.get("run_id", ""),
         })
         for path in tmp.iterdir():
             with open(path, "rb") as f:

@@ -12,7 +12,8 @@ BOM = "\ufeff"
 
 def _check_readable(path: Path) -> None:
     if not path.exists():
-        raise DataError(f"file {path} not found: check the path (and the data prefix and language codes)")
+        where = "; data/README.md in the nmt repository says how to get each corpus" if "data" in path.parts else ""
+        raise DataError(f"file {path} not found: check the path (and the data prefix and language codes){where}")
     if path.is_dir():
         raise DataError(f"{path} is a folder, but a text file is expected here")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -27,6 +28,7 @@ from nmt.config import DataConfig
 from nmt.data.corpus import corpus_paths, read_parallel
 from nmt.data.tokenizer import Tokenizer, train_sentencepiece
 from nmt.errors import DataError
+from nmt.files import read_json
 
 SPLITS = ("train", "valid", "test")
 log = logging.getLogger("nmt")
@@ -108,66 +110,99 @@ def _read_splits(cfg: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
     return texts
 
 
+def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse an output folder that would destroy something: a file, a folder that holds the
+    corpus being read, or (even with --overwrite) a folder that preprocess did not write."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file: name a folder for the prepared data")
+    for path in inputs:
+        inside = Path(os.path.abspath(out)) in Path(os.path.abspath(path)).parents  # as written ...
+        if inside or out.resolve() in path.resolve().parents:  # ... and after links
+            raise DataError(f"the output folder {out} holds {path}, which preprocess reads: "
+                            f"choose another output folder (--out or data.prepared)")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"{out} already exists and is not empty: choose another output folder or pass --overwrite")
+        if not (out / MANIFEST).is_file():
+            raise DataError(f"{out} is not a prepared-data folder (no {MANIFEST}): --overwrite replaces only a "
+                            f"folder that nmt preprocess wrote; choose another output folder")
+
+
 def prepare(cfg: DataConfig, out_dir: str | Path, *, overwrite: bool = False) -> dict:
     """Tokenize, filter and store a corpus; returns the manifest."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise DataError(f"{out} already exists and is not empty: choose another output folder or pass --overwrite")
+    _check_output(out, [p for prefix in (cfg.train, cfg.valid, cfg.test) if prefix
+                        for p in corpus_paths(prefix, cfg.src_lang, cfg.tgt_lang)], overwrite)
     texts = _read_splits(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp:
-        folder = Path(tmp)
-        log.info(f"training SentencePiece ({'joint' if cfg.joint_vocab else 'separate'}, {cfg.spm_model_type})")
-        src_tok, tgt_tok = _train_tokenizers(folder, cfg, *texts["train"])
-        manifest = {
-            "nmt_version": nmt.__version__,
-            "src_lang": cfg.src_lang, "tgt_lang": cfg.tgt_lang,
-            "joint_vocab": cfg.joint_vocab,
-            "src_vocab_size": src_tok.vocab_size, "tgt_vocab_size": tgt_tok.vocab_size,
-            "src_tokenizer_sha256": src_tok.checksum, "tgt_tokenizer_sha256": tgt_tok.checksum,
-            "data_config": cfg.__dict__,
-            "splits": {},
-        }
-        for split, (src_text, tgt_text) in texts.items():
-            src_ids, tgt_ids = src_tok.encode(src_text), tgt_tok.encode(tgt_text)
-            info = {"pairs_read": len(src_ids)}
-            if split == "train":
-                keep, dropped = filter_pairs(src_ids, tgt_ids, max_len=cfg.max_len, max_ratio=cfg.max_len_ratio,
-                                             dedupe=cfg.dedupe_train, src_text=src_text, tgt_text=tgt_text)
-                if not keep:
-                    raise DataError(f"every training pair was filtered out ({dropped}): raise data.max_len or data.max_len_ratio")
-                src_ids = [src_ids[i] for i in keep]
-                tgt_ids = [tgt_ids[i] for i in keep]
-                info["dropped"] = dropped
-            else:
-                (folder / f"{split}.src.txt").write_text("".join(s + "\n" for s in src_text), encoding="utf-8")
-                (folder / f"{split}.tgt.txt").write_text("".join(t + "\n" for t in tgt_text), encoding="utf-8")
-            write_ids(folder, f"{split}.src", src_ids, src_tok.vocab_size)
-            write_ids(folder, f"{split}.tgt", tgt_ids, tgt_tok.vocab_size)
-            info.update(pairs=len(src_ids), src_tokens=sum(map(len, src_ids)), tgt_tokens=sum(map(len, tgt_ids)),
-                        src_unk=sum(s.count(1) for s in src_ids), tgt_unk=sum(t.count(1) for t in tgt_ids))
-            manifest["splits"][split] = info
-            log.info(f"{split}: {info['pairs']} pairs kept of {info['pairs_read']}"
-                + (f", dropped {info['dropped']}" if info.get("dropped") else ""))
-        manifest["seconds"] = round(time.time() - started, 2)
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old"
-            out.rename(old)
-            folder.rename(out)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            folder.rename(out)
-        folder.mkdir()  # TemporaryDirectory removes its (now empty) folder on exit
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out.resolve().name}.tmp-", dir=out.parent) as tmp:
+            manifest = _write_folder(Path(tmp), cfg, texts)
+            _move_into_place(Path(tmp), out)
+    except OSError as e:
+        where = e.filename or out
+        raise DataError(f"cannot write the prepared data to {where}: {e.strerror}; free space or fix "
+                        f"permissions, or choose another output folder") from None
     return manifest
+
+
+def _write_folder(folder: Path, cfg: DataConfig, texts: dict) -> dict:
+    """Train the tokenizers, encode and filter every split into `folder`; returns the manifest."""
+    started = time.time()
+    log.info(f"training SentencePiece ({'joint' if cfg.joint_vocab else 'separate'}, {cfg.spm_model_type})")
+    src_tok, tgt_tok = _train_tokenizers(folder, cfg, *texts["train"])
+    manifest = {
+        "nmt_version": nmt.__version__,
+        "src_lang": cfg.src_lang, "tgt_lang": cfg.tgt_lang,
+        "joint_vocab": cfg.joint_vocab,
+        "src_vocab_size": src_tok.vocab_size, "tgt_vocab_size": tgt_tok.vocab_size,
+        "src_tokenizer_sha256": src_tok.checksum, "tgt_tokenizer_sha256": tgt_tok.checksum,
+        "data_config": cfg.__dict__,
+        "splits": {},
+    }
+    for split, (src_text, tgt_text) in texts.items():
+        src_ids, tgt_ids = src_tok.encode(src_text), tgt_tok.encode(tgt_text)
+        info = {"pairs_read": len(src_ids)}
+        if split == "train":
+            keep, dropped = filter_pairs(src_ids, tgt_ids, max_len=cfg.max_len, max_ratio=cfg.max_len_ratio,
+                                         dedupe=cfg.dedupe_train, src_text=src_text, tgt_text=tgt_text)
+            if not keep:
+                raise DataError(f"every training pair was filtered out ({dropped}): raise data.max_len or data.max_len_ratio")
+            src_ids = [src_ids[i] for i in keep]
+            tgt_ids = [tgt_ids[i] for i in keep]
+            info["dropped"] = dropped
+        else:
+            (folder / f"{split}.src.txt").write_text("".join(s + "\n" for s in src_text), encoding="utf-8")
+            (folder / f"{split}.tgt.txt").write_text("".join(t + "\n" for t in tgt_text), encoding="utf-8")
+        write_ids(folder, f"{split}.src", src_ids, src_tok.vocab_size)
+        write_ids(folder, f"{split}.tgt", tgt_ids, tgt_tok.vocab_size)
+        info.update(pairs=len(src_ids), src_tokens=sum(map(len, src_ids)), tgt_tokens=sum(map(len, tgt_ids)),
+                    src_unk=sum(s.count(1) for s in src_ids), tgt_unk=sum(t.count(1) for t in tgt_ids))
+        manifest["splits"][split] = info
+        log.info(f"{split}: {info['pairs']} pairs kept of {info['pairs_read']}"
+                 + (f", dropped {info['dropped']}" if info.get("dropped") else ""))
+    manifest["seconds"] = round(time.time() - started, 2)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def _move_into_place(folder: Path, out: Path) -> None:
+    """Rename the finished `folder` to `out`, replacing an earlier prepared folder there."""
+    if out.exists():
+        old = out.parent / f".{out.resolve().name}.old"
+        out.rename(old)
+        folder.rename(out)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        folder.rename(out)
+    folder.mkdir()  # TemporaryDirectory removes its (now empty) folder on exit
+
+
+MANIFEST_KEYS = {"src_vocab_size": int, "tgt_vocab_size": int, "splits": dict}
 
 
 def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise DataError(f"{folder} is not a prepared-data folder (no {MANIFEST}): run nmt preprocess first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(f"{path} is corrupt: run nmt preprocess again") from None
+    return read_json(path, MANIFEST_KEYS, error=DataError, fix="run nmt preprocess again")

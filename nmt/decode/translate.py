@@ -118,5 +118,5 @@ def translate_file(translator: Translator, input_path: Optional[Path], output_pa
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        write_atomically(output_path, text)
+        write_atomically(output_path, text, inputs=[input_path] if input_path else [])
     return len(lines)

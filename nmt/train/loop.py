@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -39,7 +40,7 @@ from nmt.train.distributed import join
 from nmt.train.graphs import CapturedSteps
 from nmt.train.progress import JsonlLog, Progress, Window
 from nmt.train.schedule import LearningRateSchedule, set_rate
-from nmt.train.setup import make_optimizer, place
+from nmt.train.setup import check_model_fits, make_optimizer, place
 from nmt.train.stopping import NonfiniteGuard, StopRules
 from nmt.train.validate import evaluate
 
@@ -47,7 +48,10 @@ log = logging.getLogger("nmt")
 
 
 class TrainingInterrupted(NmtError):
-    """SIGINT or SIGTERM: a checkpoint was saved; the exit code is 128 + the signal number."""
+    """SIGINT or SIGTERM: a checkpoint was saved; the exit code is 128 + the signal number. A stop
+    that was asked for, not an error: its line says so."""
+
+    prefix, interrupt = "", True
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
@@ -68,6 +72,7 @@ class TrainerState:
     evals_since_best: int = 0  # for early stopping and the plateau schedule
     nonfinite_steps: int = 0  # updates skipped because the loss or gradient was NaN or inf
     oom_steps: int = 0  # batches skipped because they did not fit in GPU memory
+    run_id: str = ""  # drawn when the run starts: checkpoints of one run share it (nmt average checks)
 
 
 class _EpochBatches(torch.utils.data.Dataset):
@@ -86,14 +91,18 @@ class Trainer:
         self.config, t = config, config.train
         self.run_dir = Path(t.run_dir)
         self.world, device = join(t.device)  # a torchrun process group, or one process alone
+        if t.threads:
+            torch.set_num_threads(t.threads)
         self.task = task or build_task(config, rank=self.world.rank, processes=self.world.size)
+        check_model_fits(self.task, t, device)
         torch.manual_seed(t.seed)  # the initial weights depend on the seed alone, not the device
         self.model = self.task.build_model()
         self.forward, self.device = place(self.model, t, self.world, device)  # forward: DDP under torchrun
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.parameters, t, capturable=t.cuda_graphs and self.device.type == "cuda")
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
-        self.state = TrainerState()
+        self.state = TrainerState(run_id=uuid.uuid4().hex)
+        self.resumed_from = resume_from
         if resume_from is not None:
             self._restore(resume_from)
         self.guard = NonfiniteGuard(self.device, total=self.state.nonfinite_steps)
@@ -153,6 +162,10 @@ class Trainer:
         """Train until the epochs or a budget run out; SIGINT/SIGTERM save a checkpoint first."""
         self.say(f"training on {self.device}: {sum(p.numel() for p in self.parameters):,} parameters, "
                  f"{self.task.train_size:,} training examples, run folder {self.run_dir}")
+        if self.resumed_from is not None:
+            s = self.state
+            self.say(f"resuming from {self.resumed_from} at step {s.step}: epoch {s.epoch}, {s.batch_in_epoch} of its "
+                     f"batches done, {s.train_seconds / 60:.1f} minutes trained")
         with self.rules.catching_signals():
             stop = self.train_steps()
             self.state.train_seconds += self._window.seconds()
@@ -161,7 +174,7 @@ class Trainer:
                 self._evaluate_and_save()  # still under our handlers: a signal now waits for the save
         if self.rules.signal is not None:
             name = signal.Signals(self.rules.signal).name
-            raise TrainingInterrupted(f"{name}: saved a checkpoint at step {self.state.step}; "
+            raise TrainingInterrupted(f"stopped by {name}: saved a checkpoint at step {self.state.step}; "
                                       f"continue with nmt train --resume {self.run_dir}", 128 + self.rules.signal)
         return self.run_dir
 

@@ -7,6 +7,7 @@ under the name `nmt` (see nmt/log.py).
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
 import time
@@ -51,23 +52,29 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Redraws one line on a terminal; prints a line per report when stderr is a file or pipe."""
+    """Redraws one line on a terminal; prints a line per report when stderr is a file or pipe.
 
-    def __init__(self, total_steps: int | None, stream=None):
+    The ETA is the pace of the last `window` reports, so that it follows a machine that slows
+    down (another process on the same cores) or speeds up, rather than the average since the start.
+    """
+
+    def __init__(self, total_steps: int | None, stream=None, window: int = 5):
         self.total_steps = total_steps
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
-        self.started = time.time()
-        self.first_step: int | None = None
+        self.recent: collections.deque = collections.deque(maxlen=window + 1)  # (time, step) of reports
+
+    def eta(self, step: int, now: float) -> str:
+        """' | ETA m:ss' at the pace of the recent reports ('' until there are two)."""
+        self.recent.append((now, step))
+        then, earlier_step = self.recent[0]
+        if not self.total_steps or step <= earlier_step:
+            return ""
+        return f" | ETA {_duration((now - then) / (step - earlier_step) * (self.total_steps - step))}"
 
     def update(self, *, step: int, epoch: float, loss: float, lr: float, tokens_per_second: float) -> None:
-        if self.first_step is None:  # the pace is measured from the first report on, after start-up
-            self.first_step, self.started = step, time.time()
-        eta = ""
         head = f"step {step}/{self.total_steps}" if self.total_steps else f"step {step}"
-        if self.total_steps and step > self.first_step:
-            remaining = (time.time() - self.started) / (step - self.first_step) * (self.total_steps - step)
-            eta = f" | ETA {_duration(remaining)}"
+        eta = self.eta(step, time.time())
         line = (f"{head} | epoch {epoch:.2f} | loss {loss:.3f} | lr {lr:.4g} | "
                 f"{tokens_per_second:,.0f} tgt tok/s{eta}")
         if self.interactive:

@@ -12,6 +12,35 @@ from nmt.errors import ConfigError
 from nmt.train.distributed import World
 
 
+def check_model_fits(task, t: TrainConfig, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a model whose weights and gradients (and Adam's two
+    moments) alone exceed the memory free on `device`: allocating it would fail, or on Linux let
+    the kernel kill the process later. The model is built on the meta device to count it."""
+    if t.devices:  # the layer pipeline spreads the model over several devices
+        return
+    with torch.device("meta"):
+        count = sum(p.numel() for p in task.build_model().parameters())
+    need = count * 4 * (4 if t.optimizer == "adam" else 2)
+    free = free_memory(device)
+    if free is not None and need > free:
+        raise ConfigError(f"the model has {count:,} parameters: with their gradients{' and Adam moments' if t.optimizer == 'adam' else ''} "
+                          f"that is {need / 2**30:.1f} GiB, but {device} has {free / 2**30:.1f} GiB free; lower "
+                          f"model.hidden, model.embed, model.layers or the vocabulary sizes")
+
+
+def free_memory(device: torch.device):
+    """Bytes free on `device` (the CPU: MemAvailable of /proc/meminfo), or None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def place(model: torch.nn.Module, t: TrainConfig, world: World, device: torch.device):
     """Move `model` to its device(s). Returns (what the training step calls, the device batches go to):
     the model itself, or its DistributedDataParallel wrapper under torchrun."""
