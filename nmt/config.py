@@ -44,6 +44,7 @@ class DataConfig:
     max_len_ratio: float = 3.0  # longer side over shorter side, in tokens
     dedupe_train: bool = True
     lowercase: bool = False
+    workers: int = 0  # processes that encode the training split in preprocess; 0: one per core
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ def validate(config: Config) -> None:
     _require(t.seed >= 0, f"config key 'train.seed' must be 0 or more, got {t.seed}")
     _require(t.threads >= 0, f"config key 'train.threads' must be 0 (PyTorch's default) or more, got {t.threads}")
     _require(d.spm_max_sentences > 0, f"config key 'data.spm_max_sentences' must be positive, got {d.spm_max_sentences}")
+    _require(d.workers >= 0, f"config key 'data.workers' must be 0 (one per core) or more, got {d.workers}")
     _require(t.epochs > 0, f"config key 'train.epochs' must be positive, got {t.epochs}")
     _require(t.decay_every_epochs > 0, "config key 'train.decay_every_epochs' must be positive")
     _require(0 < t.decay_factor <= 1, "config key 'train.decay_factor' must be in (0, 1]")

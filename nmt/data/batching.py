@@ -183,6 +183,33 @@ def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: 
                          torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), count, tokens, count, tokens)
 
 
+def _last_epoch_kept(epoch_method):
+    """Keep the batches of the last epoch asked for: a run asks for epoch 0 twice as it starts (to
+    count its steps, then to train), and at 12M sentences each costs seconds. A copy of the list is
+    returned, so that a caller changing it does not change the next caller's."""
+
+    @functools.wraps(epoch_method)
+    def epoch(self, number: int) -> list[np.ndarray]:
+        kept = getattr(self, "_kept_epoch", None)
+        if kept is None or kept[0] != number:
+            kept = self._kept_epoch = (number, epoch_method(self, number))
+        return list(kept[1])
+
+    return epoch
+
+
+def _batch_maxima(lens: np.ndarray, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(each batch's longest length, each batch's size, the sum of every length) in a few numpy
+    calls over all batches at once; batches are never empty."""
+    sizes = np.fromiter(map(len, batches), dtype=np.int64, count=len(batches))
+    if not len(batches):
+        return sizes, sizes, 0
+    flat = lens[np.concatenate(batches)]
+    starts = np.zeros(len(batches), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    return np.maximum.reduceat(flat, starts), sizes, int(flat.sum())
+
+
 class BucketSampler:
     """Batches of similar-length sentences; every example exactly once per epoch."""
 
@@ -212,6 +239,7 @@ class BucketSampler:
         batches.append(chunk[start:])
         return batches
 
+    @_last_epoch_kept
     def epoch(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.src_lens))
@@ -226,10 +254,10 @@ class BucketSampler:
     def padding_fraction(self, batches: list[np.ndarray]) -> float:
         """The share of source and target positions in these batches that are padding."""
         real = padded = 0
-        for b in batches:
-            for lens in (self.src_lens[b], self.tgt_lens[b]):
-                real += int(lens.sum())
-                padded += int(lens.max()) * len(b)
+        for lens in (self.src_lens, self.tgt_lens):
+            longest, sizes, total = _batch_maxima(lens, batches)
+            real += total
+            padded += int((longest * sizes).sum())
         return 1.0 - real / padded if padded else 0.0
 
 
@@ -266,14 +294,25 @@ class StaticShapeSampler:
             rows = round_up(rows // 2, m)
         return rows
 
+    @functools.cached_property
+    def _groups(self) -> list[tuple[int, np.ndarray]]:
+        """(source length, the indices of its sentences in ascending order) for each length, from
+        one stable sort: the same arrays as np.flatnonzero(src_lens == length), without reading
+        all the lengths once per length."""
+        order = np.argsort(self.src_lens, kind="stable")
+        lengths = self.src_lens[order]
+        starts = np.flatnonzero(np.r_[True, lengths[1:] != lengths[:-1]]) if len(order) else order
+        ends = np.r_[starts[1:], len(order)]
+        return [(int(lengths[a]), order[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
+
+    @_last_epoch_kept
     def epoch(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         batches = []
-        for length in np.unique(self.src_lens):
-            group = np.flatnonzero(self.src_lens == length)
+        for length, group in self._groups:
             group = rng.permutation(group)
             group = group[np.argsort(self.tgt_lens[group], kind="stable")]
-            rows = self.rows(int(length))
+            rows = self.rows(length)
             batches.extend(group[i:i + rows] for i in range(0, len(group), rows))
         return [batches[i] for i in rng.permutation(len(batches))]
 
@@ -283,9 +322,11 @@ class StaticShapeSampler:
         return self.rows(length, len(batch)), length, round_up(int(self.tgt_lens[batch].max()), self.tgt_multiple)
 
     def padding_fraction(self, batches: list[np.ndarray]) -> float:
-        real = padded = 0
-        for b in batches:
-            rows, length, width = self.shape(b)
-            real += int(self.src_lens[b].sum() + self.tgt_lens[b].sum())
-            padded += rows * (length + width)
-        return 1.0 - real / padded if padded else 0.0
+        if not batches:
+            return 0.0
+        lengths, sizes, real_src = _batch_maxima(self.src_lens, batches)  # one source length a batch
+        longest_tgt, _, real_tgt = _batch_maxima(self.tgt_lens, batches)
+        rows = functools.lru_cache(maxsize=None)(self.rows)  # few distinct (length, count) pairs
+        padded = sum(rows(length, count) * (length + round_up(width, self.tgt_multiple))
+                     for length, count, width in zip(lengths.tolist(), sizes.tolist(), longest_tgt.tolist()))
+        return 1.0 - (real_src + real_tgt) / padded if padded else 0.0

@@ -10,7 +10,7 @@ from nmt.errors import DataError
 BOM = "\ufeff"
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
     if not path.exists():
         where = "; data/README.md in the nmt repository says how to get each corpus" if "data" in path.parts else ""
         raise DataError(f"file {path} not found: check the path (and the data prefix and language codes){where}")
@@ -18,12 +18,13 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path} is a folder, but a text file is expected here")
 
 
-def decode_utf8(data: bytes, path: Path | str) -> str:
-    """Decode `data`, naming the file and line of the first byte that is not UTF-8."""
+def decode_utf8(data: bytes, path: Path | str, first_line: int = 1) -> str:
+    """Decode `data` (lines `first_line`.. of the file), naming the file and line of the first
+    byte that is not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        line = first_line + data.count(b"\n", 0, e.start)
         raise DataError(
             f"{path} line {line} is not valid UTF-8 (byte 0x{data[e.start]:02x}): "
             f"convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8"
@@ -58,7 +59,7 @@ def split_lines(text: str) -> list[str]:
 def read_lines(path: str | Path, *, allow_empty: bool = False) -> list[str]:
     """All lines of a UTF-8 text file, cleaned with `clean_line`."""
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,8 +19,29 @@ from nmt.errors import CheckpointError, DataError
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
+class _Lines:
+    """The training lines as SentencePiece reads them, from C++: an exception raised while reading
+    them (a file that cannot be read) would come out of the trainer as a RuntimeError, so it is
+    kept here, ends the lines, and is raised again after training."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.lines, self.error = iter(lines), None
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self.lines)
+        except StopIteration:
+            raise
+        except Exception as e:
+            self.error = e
+            raise StopIteration from None
+
+
 def train_sentencepiece(
-    lines: Sequence[str],
+    lines: Iterable[str],
     model_path: Path,
     *,
     vocab_size: int,
@@ -27,14 +49,18 @@ def train_sentencepiece(
     character_coverage: float = 1.0,
     max_sentences: int = 2_000_000,
 ) -> None:
-    """Train a model on `lines` and write it to `model_path` (a `.model` file)."""
-    lines = [line for line in lines if line]
-    if not lines:
+    """Train a model on the non-empty `lines` (read once, as they come: a list or a generator)
+    and write it to `model_path` (a `.model` file). SentencePiece keeps at most `max_sentences`
+    of them, drawn at random when there are more (see stream.spm_lines)."""
+    lines = (line for line in lines if line)
+    first = next(lines, None)
+    if first is None:
         raise DataError("no non-empty training lines to learn a vocabulary from")
+    feed = _Lines(itertools.chain([first], lines))
     proto = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines),
+            sentence_iterator=feed,
             model_writer=proto,
             vocab_size=vocab_size,
             model_type=model_type,
@@ -47,6 +73,8 @@ def train_sentencepiece(
             minloglevel=2,
         )
     except RuntimeError as e:
+        if feed.error is not None:
+            raise feed.error from None
         message = str(e)
         limit = re.search(r"<= (\d+)", message)
         if "Vocabulary size" in message and limit:
@@ -55,6 +83,8 @@ def train_sentencepiece(
                 f"(at most {limit.group(1)} here): lower data.src_vocab_size / data.tgt_vocab_size"
             ) from None
         raise DataError(f"SentencePiece could not train a vocabulary: {message.splitlines()[-1]}") from None
+    if feed.error is not None:
+        raise feed.error
     model_path.write_bytes(proto.getvalue())
 
 
@@ -81,8 +111,9 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.processor.get_piece_size()
 
-    def encode(self, lines: Iterable[str]) -> list[list[int]]:
-        return self.processor.encode(list(lines))
+    def encode(self, lines: Iterable[str], threads: int = -1) -> list[list[int]]:
+        """The ids of each line; `threads` C++ threads (-1: one per core)."""
+        return self.processor.encode(list(lines), num_threads=threads)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return [self.processor.decode([i for i in seq if i > EOS]) for seq in ids]

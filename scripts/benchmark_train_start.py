@@ -1,0 +1,121 @@
+"""How long `nmt train` takes to reach its first step on a large prepared folder, and what the
+samplers cost: the data side of starting a run at the paper's scale (12M pairs).
+
+(a) In this process: load the training split (ParallelData) and build epoch 0's batches with
+    BucketSampler and StaticShapeSampler (train.batch_size sentences), timed, with the peak of
+    numpy's allocations (tracemalloc) and the batches' digest (to show that a change to the
+    samplers kept every batch: same digest before and after).
+(b) `python -m nmt train` as a subprocess, with a small model on the CPU and log_every=1: the
+    seconds from the start until the first progress line (the first step done), and the peak
+    resident memory of the process (sampled from /proc, as scripts/benchmark_preprocess.py does).
+
+    python scripts/benchmark_train_start.py --prepared /tmp/scale/b12m/prepared --workdir /tmp/scale/start \\
+        --out benchmarks/results/train-start-12m.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nmt.data.batching import BucketSampler, ParallelData, StaticShapeSampler  # noqa: E402
+from nmt.files import write_atomically  # noqa: E402
+from nmt.provenance import provenance  # noqa: E402
+from scripts.benchmark_preprocess import TreeSampler  # noqa: E402
+
+
+def _digest(batches: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for batch in batches:
+        h.update(np.asarray(batch, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def _timed(action):
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = action()
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, {"seconds": round(seconds, 2), "peak_alloc_mb": round(peak / 2**20)}
+
+
+def samplers(prepared: Path, batch_size: int, seed: int) -> dict:
+    data, record = _timed(lambda: ParallelData(prepared, "train"))
+    out = {"pairs": len(data), "load": record}
+    for name, make in (("bucket", lambda: BucketSampler(data.src_lens, data.tgt_lens, batch_size=batch_size, seed=seed)),
+                       ("static_shapes", lambda: StaticShapeSampler(data.src_lens, data.tgt_lens,
+                                                                   batch_size=batch_size, seed=seed))):
+        sampler = make()
+        batches, epoch = _timed(lambda: sampler.epoch(0))
+        _, padding = _timed(lambda: sampler.padding_fraction(batches))
+        out[name] = {"epoch": epoch, "padding_fraction": padding, "batches": len(batches),
+                     "padding": round(sampler.padding_fraction(batches), 6), "batches_sha256": _digest(batches)}
+    return out
+
+
+def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {"data": {"prepared": str(prepared)},
+              "model": {"layers": 1, "hidden": 64, "embed": 32},
+              "train": {"run_dir": str(workdir / f"run-{'static' if static else 'bucket'}"), "device": "cpu",
+                        "threads": 1, "batch_size": batch_size, "max_steps": 2, "log_every": 1, "eval_every": 1000,
+                        "save_every": 1000, "static_shapes": static}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "nmt", "train", "--config", str(workdir / "config.yaml")]
+    started = time.time()
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    sampler = TreeSampler(process, 0.2)
+    sampler.start()
+    lines, first = [], None
+    for line in process.stdout:
+        lines.append((round(time.time() - started, 2), line.rstrip("\n")))
+        if first is None and line.startswith(("step 1/", "step 1 ")):  # the progress line of step 1
+            first = time.time() - started
+    process.wait()
+    sampler.join()
+    return {"command": command, "config": config, "returncode": process.returncode,
+            "seconds_to_first_step": None if first is None else round(first, 2),
+            "peak_rss_mb": sampler.peak_single // 1024, "output": lines[:40]}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-train", action="store_true", help="only (a), the samplers in this process")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    record = {"kind": "train-start", "label": args.label, **provenance(), "prepared": str(args.prepared),
+              "load_before": os.getloadavg(), "samplers": samplers(args.prepared, args.batch_size, args.seed)}
+    if not args.skip_train:
+        record["first_step"] = {mode: first_step(args.prepared, args.workdir, args.batch_size, mode == "static")
+                                for mode in ("bucket", "static")}
+    record["load_after"] = os.getloadavg()
+    write_atomically(args.out, json.dumps(record, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in record["samplers"].items()}, indent=1))
+    for mode, result in record.get("first_step", {}).items():
+        print(f"{mode}: first step after {result['seconds_to_first_step']} s, peak RSS {result['peak_rss_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()
