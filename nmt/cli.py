@@ -106,8 +106,8 @@ def preprocess(
 ):
     """Train SentencePiece, encode and filter a parallel corpus into a prepared-data folder."""
     from nmt.config import load_config
-    from nmt.data.prepare import prepare
     from nmt.log import configure
+    from nmt.tasks import prepare_data
 
     configure(sys.stdout)  # progress goes to stdout with the summary: stderr holds nothing but an error
     flags = {"src_lang": src_lang, "tgt_lang": tgt_lang, "train": train, "valid": valid, "test": test,
@@ -115,7 +115,7 @@ def preprocess(
              "max_len": max_len, "max_len_ratio": max_len_ratio, "prepared": str(out) if out else None}
     flag_overrides = [f"data.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, list(overrides) + flag_overrides)
-    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite)
+    manifest = prepare_data(cfg, overwrite=overwrite)
     typer.echo(f"wrote {cfg.data.prepared}: vocabularies {manifest['src_vocab_size']} / {manifest['tgt_vocab_size']}")
 
 
@@ -242,6 +242,36 @@ def bleu(
         typer.echo(result.bleu_detail)
         typer.echo(f"BLEU signature: {result.bleu_signature}")
         typer.echo(f"chrF signature: {result.chrf_signature}")
+
+
+@app.command()
+@user_errors
+def perplexity(
+    text: Path = typer.Argument(..., help="Text to score, one sentence (or line) per line."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="A language model's checkpoint or run folder."),
+    rows: int = typer.Option(1, "--batch-size", help="Parallel rows of the text's stream (1: every token scored)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """A language model's perplexity on a text: per word, per token, and bits per character."""
+    _positive("--batch-size", rows)
+    from nmt.checkpoint import load_model
+    from nmt.data.corpus import read_lines
+    from nmt.device import pick_device
+    from nmt.tasks.lm import score_text
+
+    loaded = load_model(checkpoint, pick_device(device))
+    if loaded.checkpoint.config.task != "lm":
+        raise NmtError(f"{checkpoint} is a translation model: nmt perplexity scores language models (task: lm)")
+    lines = read_lines(text)
+    result = score_text(loaded.model, loaded.tgt_tokenizer, lines, loaded.checkpoint.config,
+                        next(loaded.model.parameters()).device, rows)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"perplexity {result['ppl_per_word']:.2f} per word ({result['words']:,} words with line ends), "
+                   f"{result['ppl_per_token']:.2f} per token ({result['tokens_scored']:,} of {result['tokens']:,} "
+                   f"scored); {result['bits_per_character']:.3f} bits per character")
 
 
 @app.command()

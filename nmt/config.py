@@ -44,6 +44,9 @@ class DataConfig:
     max_len_ratio: float = 3.0  # longer side over shorter side, in tokens
     dedupe_train: bool = True
     lowercase: bool = False
+    # Language models (task: lm): the token units. "subword" trains SentencePiece (tgt_vocab_size
+    # pieces); "word" takes exactly the training split's words; "char" its characters.
+    units: Literal["subword", "word", "char"] = "subword"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class ModelConfig:
     variational_dropout: bool = False  # one dropout mask per sequence, reused at every time step
     residual: bool = False  # layers 2.. add their input to their output
     tie_embeddings: bool = False  # the softmax reuses the target embedding matrix (needs embed == hidden)
+    # Language models (AWD-LSTM, Merity et al. 2017): DropConnect on the recurrent matrices, one
+    # mask per window; and dropping whole words' embeddings (not single units).
+    weight_drop: float = 0.0
+    word_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,18 @@ class TrainConfig:
     eval_every: int = 1000
     save_every: int = 1000
     eval_bleu_sentences: int = 500  # dev sentences decoded greedily for BLEU at each eval (0: rank by perplexity)
+    # Language models (task: lm): truncated BPTT over windows of `bptt` tokens of the stream, the
+    # state carried (detached) from window to window; or whole sentences ("sentences").
+    lm_batching: Literal["stream", "sentences"] = "stream"
+    bptt: int = 35
+    bptt_variable: bool = False  # AWD-LSTM: a window of about N(bptt, 5) tokens, or of bptt / 2 one time in 20
+    eval_batch_size: int = 10  # parallel rows of the dev stream (language models)
+    ar_alpha: float = 0.0  # activation regularisation: alpha * mean(h_t^2) of the top layer's dropped output
+    tar_beta: float = 0.0  # temporal activation regularisation: beta * mean((h_t - h_(t-1))^2)
+    # Non-monotonically triggered averaged SGD (Merity et al.): once the dev score has not improved
+    # for asgd_patience evaluations, the weights are averaged from then on and evaluated averaged.
+    averaging: Literal["none", "nt-asgd"] = "none"
+    asgd_patience: int = 5
 
 
 @dataclass(frozen=True)
@@ -145,8 +164,12 @@ class DecodeOptions:
         return options
 
 
+TASKS = ("translation", "lm")
+
+
 @dataclass(frozen=True)
 class Config:
+    task: Literal["translation", "lm"] = "translation"  # a top-level key: `task: lm`
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -158,7 +181,7 @@ class Config:
                                                                     for k, v in items})
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "task"}
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeOptions}
 
 
@@ -256,10 +279,11 @@ def config_from_dict(raw: Any) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping with the sections data, model, train, decode")
     for name in raw:
-        if name not in _SECTION_CLASSES:
-            raise ConfigError(f"unknown config section '{name}'{_closest(str(name), _SECTION_CLASSES)}")
+        if name not in _SECTION_CLASSES and name != "task":
+            raise ConfigError(f"unknown config section '{name}'{_closest(str(name), [*_SECTION_CLASSES, 'task'])}")
+    task = _coerce("task", raw.get("task", "translation"), Literal["translation", "lm"])
     try:
-        config = Config(**{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
+        config = Config(task=task, **{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
     except RecursionError:
         raise ConfigError("a config value is nested too deeply: a config holds sections of keys and plain values") from None
     validate(config)
@@ -285,12 +309,17 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for name, section in raw.items():
+        if name == "task":
+            continue
         if name not in _SECTION_CLASSES:
             raise ConfigError(f"unknown config section {shown(name)}{_closest(str(name)[:100], _SECTION_CLASSES)}")
         if section is not None and not isinstance(section, dict):
             raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {shown(section)}")
-    raw = {name: dict(section or {}) for name, section in raw.items()}
+    raw = {name: section if name == "task" else dict(section or {}) for name, section in raw.items()}
     for text in overrides:
+        if text.split("=", 1)[0].strip() == "task":  # the one top-level key
+            raw["task"] = text.split("=", 1)[1].strip()
+            continue
         section, key, value = parse_override(text)
         if section not in _SECTION_CLASSES:
             raise ConfigError(f"unknown config section '{section}' in override '{text}'{_closest(section, _SECTION_CLASSES)}")
@@ -410,7 +439,7 @@ def validate(config: Config) -> None:
              "model.input_feeding needs Luong attention: set model.attention to dot, general or concat")
     _require(not m.bidirectional or m.hidden % 2 == 0,
              f"a bidirectional encoder splits model.hidden in two: make it even, got {m.hidden}")
-    _require(not m.tie_embeddings or m.embed == m.hidden,
+    _require(not m.tie_embeddings or m.embed == m.hidden or config.task == "lm",  # a language model projects
              f"model.tie_embeddings needs model.embed == model.hidden, got {m.embed} and {m.hidden}")
     _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
              "config key 'train.adam_betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]")
@@ -425,6 +454,25 @@ def validate(config: Config) -> None:
         _require(t.pipeline_chunk > 0, "config key 'train.pipeline_chunk' must be positive")
         _require(bool(t.devices), "train.softmax_devices needs train.devices (the layer pipeline)")
     _require(t.warmup_steps >= 0, "config key 'train.warmup_steps' must be 0 or more")
+    for key, value in [("model.weight_drop", m.weight_drop), ("model.word_dropout", m.word_dropout)]:
+        _require(0 <= value < 1, f"config key '{key}' must be in [0, 1), got {value}")
+    for key, value in [("train.bptt", t.bptt), ("train.eval_batch_size", t.eval_batch_size),
+                       ("train.asgd_patience", t.asgd_patience)]:
+        _require(value > 0, f"config key '{key}' must be positive, got {value}")
+    _require(t.ar_alpha >= 0 and t.tar_beta >= 0, "train.ar_alpha and train.tar_beta must be 0 or more")
+    if config.task == "lm":
+        _require(m.attention == "none" and not m.bidirectional and not m.input_feeding and not t.devices,
+                 "a language model (task: lm) has no encoder: drop model.attention, model.bidirectional, "
+                 "model.input_feeding and train.devices")
+        _require(t.lm_batching == "sentences" or not t.max_tokens, "train.max_tokens needs train.lm_batching: sentences")
+        _require(t.label_smoothing == 0, "train.label_smoothing is for translation: a language model's perplexity "
+                 "needs the plain cross-entropy")
+        _require(not t.static_shapes or t.lm_batching == "stream", "train.static_shapes: a language model's stream "
+                 "windows have static shapes already; with lm_batching: sentences it is not supported yet")
+    else:
+        _require(m.weight_drop == 0 and m.word_dropout == 0 and t.ar_alpha == 0 and t.tar_beta == 0
+                 and t.averaging == "none", "model.weight_drop, model.word_dropout, train.ar_alpha, train.tar_beta "
+                 "and train.averaging are for language models (task: lm) yet")
     _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")
     _require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
