@@ -63,6 +63,8 @@ class LanguageModel(nn.Module):
             self.embed.weight[PAD].zero_()
         if tie_embeddings:
             self.output.weight = self.embed.weight
+        # PAD and BOS are never the next token; a buffer, so no host tensor is made inside a graph.
+        self.register_buffer("never_next", torch.tensor([PAD, BOS]), persistent=False)
         self.carried: dict[int, tuple] = {}  # batch rows -> (h, c) the last window of that many rows ended in
 
     # --- training: the task protocol --------------------------------------------------------
@@ -124,8 +126,7 @@ class LanguageModel(nn.Module):
 
     def _logits(self, out: torch.Tensor) -> torch.Tensor:
         logits = self.output(self.project(out) if self.project is not None else out)
-        # PAD and BOS are never the next token: no probability mass on them.
-        return logits.index_fill(-1, torch.tensor([PAD, BOS], device=logits.device), float("-inf"))
+        return logits.index_fill(-1, self.never_next, float("-inf"))  # no probability mass on PAD, BOS
 
     def training_state(self) -> dict[str, torch.Tensor]:
         """The carried states, for a checkpoint: a resumed run goes on from exactly where it stopped."""
