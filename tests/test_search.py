@@ -108,11 +108,12 @@ def test_top_candidates_and_first_non_eos_helpers():
 
 # --- small random models -------------------------------------------------------------------
 
-def random_model(seed: int, vocab: int = 11) -> Seq2Seq:
+def random_model(seed: int, vocab: int = 11, **options) -> Seq2Seq:
+    """A small Seq2Seq; `options` are its later switches (cell="gru", attention="general", ...)."""
     torch.manual_seed(seed)
     # A wide init makes the distributions peaked, so the search makes real choices.
     return Seq2Seq(src_vocab_size=vocab, tgt_vocab_size=vocab, embed=6, hidden=8, layers=2,
-                   init_range=1.0).eval()
+                   init_range=1.0, **options).eval()
 
 
 def random_batch(seed: int, vocab: int = 11, size: int = 5):
