@@ -167,7 +167,8 @@ def test_cuda_graphs_are_off_on_the_cpu():
     model, (src, lens) = random_model(2), random_batch(2, size=4)
     options = DecodeOptions(beam=3, max_len_a=1.0, max_len_b=2)
     found = search(model, src, lens, options)
-    assert search(model, src, lens, options.override(cuda_graphs=True)) == found
+    again = search(model, src, lens, options.override(cuda_graphs=True))
+    assert [[(h.tokens, h.log_prob) for h in s] for s in again] == [[(h.tokens, h.log_prob) for h in s] for s in found]
 
 
 # --- on a GPU ---------------------------------------------------------------------------------------

@@ -77,3 +77,21 @@ def test_ensemble_modes_combine_as_documented_and_a_model_with_itself_is_the_mod
     state = both.encode(src, lens).reorder(torch.arange(3).repeat_interleave(2))
     log_probs, _ = both.decode_step(torch.full((6,), BOS), state)
     assert log_probs.shape == (6, 11)
+
+
+@pytest.mark.parametrize("mode", ["mean", "log_linear"])
+def test_a_model_ensembled_with_itself_searches_as_the_model(mode):
+    from nmt.decode.search import beam_search, sample_search
+    from nmt.decode.sampling import sampling_generator
+
+    a = make(seed=3, attention="general", input_feeding=True).eval()
+    src, lens, _, _ = toy_batch()
+    limits = dict(max_len_a=1.0, max_len_b=3)
+    alone = beam_search(a, src, lens, beam=3, n_best=3, **limits)
+    twice = beam_search(Ensemble([a, a], mode), src, lens, beam=3, n_best=3, **limits)
+    assert [[h.tokens for h in s] for s in twice] == [[h.tokens for h in s] for s in alone]
+    for mine, its in zip(twice, alone):
+        assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-5)
+    draws = [sample_search(model, src, lens, n_samples=3, n_best=3, temperature=1.0,
+                           generator=sampling_generator(5, src.device), **limits) for model in (a, Ensemble([a, a], mode))]
+    assert [[h.tokens for h in s] for s in draws[0]] == [[h.tokens for h in s] for s in draws[1]]
