@@ -248,16 +248,20 @@ def test_no_repeat_ngram_blocks_an_ngram_the_hypothesis_holds(n, tokens, probabi
         assert found.tokens == tokens and found.log_prob == pytest.approx(math.log(probability), abs=1e-6)
 
 
-def test_repeated_ngrams_helper():
-    from nmt.decode.beam import repeated_ngrams
+def test_repeated_ngrams_helpers():
+    from nmt.decode.beam import block_repeats, repeated_ngrams
 
-    history = torch.tensor([[A, B, A, C, A, 0, 0], [A, A, A, 0, 0, 0, 0]])  # 5 and 3 real tokens
-    t = torch.tensor(5)
-    two = repeated_ngrams(history, t, 2, VOCAB)  # row 0 ends in A: A-B and A-C exist
-    assert two[0].nonzero().view(-1).tolist() == [B, C]
-    three = repeated_ngrams(history, torch.tensor(3), 3, VOCAB)  # row 1 ends in A A: A-A-A exists
-    assert three[1].nonzero().view(-1).tolist() == [A]
-    assert not repeated_ngrams(history, torch.tensor(1), 2, VOCAB).any()  # one token: no bigram yet
+    history = torch.tensor([[A, B, A, C, A, 0, 0], [A, A, B, A, A, 0, 0]])  # 5 tokens so far, then room
+
+    def banned(t, n):
+        tokens, repeats = repeated_ngrams(history, torch.tensor(t), n)
+        return [sorted(set(row[hit].tolist())) for row, hit in zip(tokens, repeats)]
+
+    assert banned(5, 2) == [[B, C], [A, B]]  # after A: row 0 holds A-B and A-C, row 1 A-A and A-B
+    assert banned(5, 3) == [[], [B]]  # after C-A nothing; after A-A, A-A-B exists
+    assert banned(1, 2) == [[], []]  # one token: no bigram yet
+    log_probs = block_repeats(torch.zeros(2, VOCAB), history, torch.tensor(5), 2)
+    assert (log_probs == -math.inf).nonzero().tolist() == [[0, B], [0, C], [1, A], [1, B]]
 
 
 def test_search_stops_at_the_first_check_after_every_sentence_is_done(monkeypatch):

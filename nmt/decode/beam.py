@@ -104,18 +104,24 @@ def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: i
                 min_len=min_len, max_len=max_len, state=state)
 
 
-def repeated_ngrams(history: torch.Tensor, t: torch.Tensor, n: int, vocab: int) -> torch.Tensor:
-    """(R, L) histories whose first t tokens are real -> (R, V) True at the tokens that would
-    complete an n-gram the row already holds."""
-    rows, length = history.shape
-    if length < n:
-        return torch.zeros(rows, vocab, dtype=torch.bool, device=history.device)
-    windows = history.unfold(1, n, 1)  # (R, L-n+1, n): window j holds tokens j..j+n-1
+def repeated_ngrams(history: torch.Tensor, t: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, L) histories whose first t tokens are real -> (tokens, repeats), each (R, W) over the
+    n-gram windows j of a row: the token that ended window j, and whether the row's last n-1
+    tokens equal window j's first n-1 (so that this token next would repeat window j)."""
+    windows = history.unfold(1, n, 1)  # (R, W = L-n+1, n): window j holds tokens j..j+n-1
     last = history.index_select(1, (t - (n - 1) + torch.arange(n - 1, device=t.device)).clamp(min=0))  # (R, n-1)
-    complete = torch.arange(windows.size(1), device=t.device) + n - 1 < t  # (L-n+1,) windows in the first t tokens
-    match = (windows[:, :, :n - 1] == last.unsqueeze(1)).all(-1) & complete  # (R, L-n+1)
-    hits = torch.zeros(rows, vocab, device=history.device).scatter_add_(1, windows[:, :, n - 1], match.float())
-    return hits > 0
+    complete = torch.arange(windows.size(1), device=t.device) + n - 1 < t  # (W,) windows within the first t tokens
+    return windows[:, :, n - 1], (windows[:, :, :n - 1] == last.unsqueeze(1)).all(-1) & complete
+
+
+def block_repeats(log_probs: torch.Tensor, history: torch.Tensor, t: torch.Tensor, n: int) -> torch.Tensor:
+    """log_probs (R, V), in place, with -inf at each token that would repeat an n-gram of its row."""
+    if history.size(1) < n:
+        return log_probs
+    tokens, repeats = repeated_ngrams(history, t, n)
+    # amin with +inf leaves a score as it is: a token seen in several windows needs no ordering
+    blocked = torch.where(repeats, -math.inf, math.inf).to(log_probs.dtype)
+    return log_probs.scatter_reduce_(1, tokens, blocked, reduce="amin")
 
 
 def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngram: int) -> torch.Tensor:
@@ -124,10 +130,10 @@ def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngra
     is_eos = torch.arange(vocab, device=log_probs.device) == EOS  # (V,)
     at_limit = (t + 1 >= beam.max_len).view(n, 1, 1)  # out of room: only EOS
     too_short = (t < beam.min_len).view(n, 1, 1) & ~at_limit  # t tokens so far: no EOS yet
-    forbidden = torch.where(is_eos, too_short, at_limit)  # (n, 1, V)
+    out = log_probs.masked_fill(torch.where(is_eos, too_short, at_limit), -math.inf)  # (n, K, V)
     if no_repeat_ngram:
-        forbidden = forbidden | repeated_ngrams(beam.history, t, no_repeat_ngram, vocab).view(n, k, vocab)
-    return log_probs.masked_fill(forbidden, -math.inf)
+        block_repeats(out.view(n * k, vocab), beam.history, t, no_repeat_ngram)
+    return out
 
 
 def top_candidates(scores: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
