@@ -20,7 +20,6 @@ from typing import Optional, Sequence
 import torch
 
 from nmt.checkpoint import check_compatible, load_model
-from nmt.errors import CheckpointError
 from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
@@ -28,6 +27,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.decode.sampling import sampling_generator
 from nmt.decode.search import Hypothesis, search
 from nmt.device import autocast, pick_device
+from nmt.errors import CheckpointError
 from nmt.files import write_atomically
 from nmt.model.ensemble import Ensemble
 
@@ -35,7 +35,7 @@ from nmt.model.ensemble import Ensemble
 @dataclass(frozen=True)
 class Translation:
     text: str
-    score: float  # what search ranks by: log-probability / length**alpha (the length with EOS)
+    score: float  # what search ranks by: log_prob / length**alpha - word_penalty * length (EOS counted)
     tokens: tuple[int, ...]  # target token ids, without BOS and EOS
     log_prob: float  # the log-probability of the tokens and EOS
     token_scores: tuple[float, ...] = ()  # its terms: each token's log-probability, EOS's last
