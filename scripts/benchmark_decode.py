@@ -132,7 +132,8 @@ class BareStep:
         self.state = tuple(torch.zeros(m.layers, rows, h, device=self.device) for _ in range(2))
         self.scores = torch.zeros(self.sentences, self.beam, 1, device=self.device)
         if self.attention:
-            self.key_proj, self.combine = nn.Linear(h, h, bias=False).to(self.device), nn.Linear(2 * h, h, bias=False).to(self.device)
+            self.key_proj = nn.Linear(h, h, bias=False).to(self.device)
+            self.combine = nn.Linear(2 * h, h, bias=False).to(self.device)
             self.memory = torch.randn(self.sentences, self.src_len, h, device=self.device)
             self.keys = self.key_proj(self.memory).detach()
             self.feed = torch.zeros(rows, h, device=self.device)
@@ -223,7 +224,8 @@ def main(argv=None) -> list[dict]:
                                                  cuda_graphs=mode == "graphs")
                 result = guarded(timed_search, model, data, options, device, bf16)
                 if "error" not in result and "error" not in ceiling:
-                    result["ratio_to_ceiling"] = round(result["row_steps_per_second"] / ceiling["row_steps_per_second"], 3)
+                    ratio = result["row_steps_per_second"] / ceiling["row_steps_per_second"]
+                    result["ratio_to_ceiling"] = round(ratio, 3)
                 add({"kind": "search", **common, "mode": mode, **result})
     return records
 

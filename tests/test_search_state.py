@@ -93,5 +93,6 @@ def test_a_model_ensembled_with_itself_searches_as_the_model(mode):
     for mine, its in zip(twice, alone):
         assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-5)
     draws = [sample_search(model, src, lens, n_samples=3, n_best=3, temperature=1.0,
-                           generator=sampling_generator(5, src.device), **limits) for model in (a, Ensemble([a, a], mode))]
+                           generator=sampling_generator(5, src.device), **limits)
+             for model in (a, Ensemble([a, a], mode))]
     assert [[h.tokens for h in s] for s in draws[0]] == [[h.tokens for h in s] for s in draws[1]]

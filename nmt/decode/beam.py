@@ -100,7 +100,8 @@ def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: i
                 history=torch.full((n * k, length), PAD, dtype=torch.long, device=device),
                 token_scores=torch.zeros(n * k, length, device=device),
                 prev=torch.full((n * k,), BOS, dtype=torch.long, device=device),
-                count=torch.zeros(n, dtype=torch.long, device=device), done=torch.zeros(n, dtype=torch.bool, device=device),
+                count=torch.zeros(n, dtype=torch.long, device=device),
+                done=torch.zeros(n, dtype=torch.bool, device=device),
                 min_len=min_len, max_len=max_len, state=state)
 
 
@@ -211,7 +212,8 @@ def advance(model, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Cal
     done = beam.done | (count >= k) | (t + 1 >= beam.max_len)
     history, token_scores = beam.history, beam.token_scores
     if k > 1:  # with K = 1 every row extends itself
-        history, token_scores, state = history.index_select(0, rows), token_scores.index_select(0, rows), state.reorder(rows)
+        history, token_scores = history.index_select(0, rows), token_scores.index_select(0, rows)
+        state = state.reorder(rows)
     return replace(beam, scores=cand_scores.gather(1, keep).masked_fill(done.unsqueeze(1), -math.inf),
                    history=written(history, t, tokens),
                    token_scores=written(token_scores, t, cand_token_scores.gather(1, keep).view(-1)),

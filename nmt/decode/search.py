@@ -70,17 +70,29 @@ def collect(finished: Finished, *, groups_per_sentence: int, n_best: int, length
             word_penalty: float) -> list[list[Hypothesis]]:
     """The host's one read of the results: each sentence's n_best hypotheses, best first.
 
-    A sentence whose hypotheses all died (every continuation forbidden) gets one empty
-    hypothesis scored -inf."""
-    lengths, log_probs = finished.length.tolist(), finished.log_prob.tolist()
-    tokens, token_scores = finished.tokens.tolist(), finished.token_scores.tolist()
-    k = len(lengths[0]) - 1 if lengths else 0  # the last slot is the sink
-    results = []
+    Ranking needs only the lengths and log-probabilities; the tokens and their scores are read
+    for the hypotheses returned alone. A sentence whose hypotheses all died (every continuation
+    forbidden) gets one empty hypothesis scored -inf."""
+    k = finished.length.size(1) - 1  # the last slot is the sink
+    lengths, log_probs = finished.length[:, :k].tolist(), finished.log_prob[:, :k].tolist()
+    chosen = []  # per sentence: (rank score, group, slot), best first
     for first in range(0, len(lengths), groups_per_sentence):
-        found = [Hypothesis(rank(log_probs[g][s], n + 1, length_penalty, word_penalty), tokens[g][s][:n],
-                            log_probs[g][s], token_scores[g][s][:n + 1])
+        found = [(rank(log_probs[g][s], n + 1, length_penalty, word_penalty), g, s)
                  for g in range(first, first + groups_per_sentence) for s in range(k) if (n := lengths[g][s]) >= 0]
-        results.append(sorted(found, reverse=True)[:n_best] or [Hypothesis(-math.inf, [], -math.inf, [])])
+        # a stable sort on the score alone: equal scores stay in the order they finished
+        chosen.append(sorted(found, key=lambda f: f[0], reverse=True)[:n_best])
+    where = torch.tensor([(g, s) for hyps in chosen for _, g, s in hyps], dtype=torch.long).view(-1, 2)
+    where = where.to(finished.tokens.device)
+    tokens = finished.tokens[where[:, 0], where[:, 1]].tolist()  # (M, L) for the M hypotheses returned
+    token_scores = finished.token_scores[where[:, 0], where[:, 1]].tolist()
+    results, i = [], 0
+    for hyps in chosen:
+        results.append([])
+        for score, g, s in hyps:
+            n = lengths[g][s]
+            results[-1].append(Hypothesis(score, tokens[i][:n], log_probs[g][s], token_scores[i][:n + 1]))
+            i += 1
+        results[-1] = results[-1] or [Hypothesis(-math.inf, [], -math.inf, [])]
     return results
 
 
