@@ -167,6 +167,26 @@ def translate(
     length_penalty: Optional[float] = typer.Option(None, help="alpha in score / length**alpha [decode.length_penalty]."),
     max_len_a: Optional[float] = typer.Option(None, help="Output length limit a * source length + b [decode.max_len_a]."),
     max_len_b: Optional[int] = typer.Option(None, help="See --max-len-a [decode.max_len_b]."),
+    min_len_a: Optional[float] = typer.Option(None, help="No EOS before a * source length + b tokens "
+                                                         "[decode.min_len_a]."),
+    min_len_b: Optional[int] = typer.Option(None, help="See --min-len-a [decode.min_len_b]."),
+    word_penalty: Optional[float] = typer.Option(None, help="Subtracted from the score per output token: "
+                                                            "positive favours shorter output [decode.word_penalty]."),
+    no_repeat_ngram: Optional[int] = typer.Option(None, help="Never repeat an n-gram of this size; 0 is off "
+                                                             "[decode.no_repeat_ngram]."),
+    ensemble_mode: Optional[str] = typer.Option(None, help="Combine ensemble members by the mean of their "
+                                                           "probabilities or log_linear [decode.ensemble_mode]."),
+    sample: Optional[bool] = typer.Option(None, "--sample/--no-sample", help="Sample instead of searching "
+                                                                              "[decode.sample]."),
+    temperature: Optional[float] = typer.Option(None, help="Sampling temperature; 0 is greedy [decode.temperature]."),
+    top_k: Optional[int] = typer.Option(None, help="Sample from the k most likely tokens; 0 is all [decode.top_k]."),
+    top_p: Optional[float] = typer.Option(None, help="Sample from the smallest set of probability p; 1 is all "
+                                                     "[decode.top_p]."),
+    n_samples: Optional[int] = typer.Option(None, help="Samples per sentence; the n-best of them are printed "
+                                                       "[decode.n_samples]."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the samples [decode.seed]."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                               help="Replay search steps as CUDA graphs [decode.cuda_graphs]."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch [one per core]."),
 ):
@@ -185,8 +205,11 @@ def translate(
 
         torch.set_num_threads(threads)
     translator = Translator.load(checkpoints, device)
-    options = translator.options(beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty,
-                                 max_len_a=max_len_a, max_len_b=max_len_b, option_name=_flag)
+    options = translator.options(
+        beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
+        max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, word_penalty=word_penalty,
+        no_repeat_ngram=no_repeat_ngram, ensemble_mode=ensemble_mode, sample=sample, temperature=temperature,
+        top_k=top_k, top_p=top_p, n_samples=n_samples, seed=seed, cuda_graphs=cuda_graphs, option_name=_flag)
     translate_file(translator, input, output, options)
 
 

@@ -146,18 +146,38 @@ class DecodeOptions:
     beam: int = 12
     batch_size: int = 64  # sentences per search batch
     length_penalty: float = 0.0  # score / length**alpha; 0 is the paper's plain log-probability
-    max_len_a: float = 2.0  # the output stops at max_len_a * source_length + max_len_b tokens
+    # Subtracted from a finished hypothesis's score once per output token (EOS included), after
+    # the length normalisation: positive favours shorter translations, negative longer (Marian's).
+    word_penalty: float = 0.0
+    max_len_a: float = 2.0  # the output stops at max_len_a * source_length + max_len_b tokens (EOS included)
     max_len_b: int = 10
+    min_len_a: float = 0.0  # no EOS before min_len_a * source_length + min_len_b tokens (EOS not counted)
+    min_len_b: int = 0
     n_best: int = 1  # hypotheses returned per sentence, best first
+    no_repeat_ngram: int = 0  # n > 0: no hypothesis holds the same n tokens in a row twice
+    # How an ensemble combines its members' next-token distributions: the mean of the
+    # probabilities (the paper) or of the log-probabilities, renormalised.
+    ensemble_mode: Literal["mean", "log_linear"] = "mean"
+    # Sampling instead of search: n_samples draws per sentence from the softmax at `temperature`
+    # (0: greedy), kept to the top_k most likely tokens (0: all) and then to the smallest set
+    # whose probability reaches top_p (1: all); the n_best most likely samples are returned.
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    n_samples: int = 1
+    seed: int = 1  # of the samples' random stream (one per translate call)
+    cuda_graphs: bool = False  # replay beam and greedy steps as CUDA graphs (one per row count); CUDA only
 
     def override(self, *, option_name: Callable[[str], str] = lambda key: f"decode.{key}",
                  **changes) -> "DecodeOptions":
         """A checked copy with the given values; None leaves a value as it is. An n_best above the
-        beam raises the beam to n_best unless the beam was given too. Errors name a value by
-        `option_name(key)` (the command line passes its flags' names)."""
+        beam (above n_samples when sampling) raises it to n_best unless it was given too. Errors
+        name a value by `option_name(key)` (the command line passes its flags' names)."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        if "beam" not in changes and changes.get("n_best", 0) > self.beam:
-            changes["beam"] = changes["n_best"]
+        widened = "n_samples" if changes.get("sample", self.sample) else "beam"
+        if widened not in changes and changes.get("n_best", 0) > getattr(self, widened):
+            changes[widened] = changes["n_best"]
         options = dataclasses.replace(self, **{k: _coerce(option_name(k), v, _hint(DecodeOptions, k))
                                                for k, v in changes.items()})
         check_decode(options, option_name)
@@ -482,10 +502,30 @@ def validate(config: Config) -> None:
 def check_decode(dec: DecodeOptions, name: Callable[[str], str] = lambda key: f"decode.{key}") -> None:
     """The decode section's rules, for a config and for options overridden at decode time; a value
     is named `name(key)` in the message."""
-    for key in ("beam", "batch_size", "n_best"):
+    for key in ("beam", "batch_size", "n_best", "n_samples"):
         _require(getattr(dec, key) > 0, f"{name(key)} must be positive, got {getattr(dec, key)}")
-    _require(dec.n_best <= dec.beam, f"{name('n_best')} {dec.n_best} cannot exceed {name('beam')} {dec.beam}")
+    for key in ("length_penalty", "word_penalty", "max_len_a", "min_len_a", "temperature", "top_p"):
+        _require(math.isfinite(getattr(dec, key)), f"{name(key)} must be a finite number, got {getattr(dec, key)}")
+    if dec.sample:
+        _require(dec.n_best <= dec.n_samples, f"{name('n_best')} {dec.n_best} cannot exceed {name('n_samples')} "
+                 f"{dec.n_samples} when sampling")
+    else:
+        _require(dec.n_best <= dec.beam, f"{name('n_best')} {dec.n_best} cannot exceed {name('beam')} {dec.beam}")
     _require(dec.max_len_a >= 0 and dec.max_len_b >= 0,
              f"{name('max_len_a')} and {name('max_len_b')} must be 0 or more")
     _require(dec.max_len_a > 0 or dec.max_len_b > 0, f"{name('max_len_a')} and {name('max_len_b')} cannot both be 0")
+    _require(dec.min_len_a >= 0 and dec.min_len_b >= 0,
+             f"{name('min_len_a')} and {name('min_len_b')} must be 0 or more")
+    # The minimum counts tokens before EOS, the maximum counts EOS: this keeps min + 1 <= max for
+    # every source length (at the maximum EOS is forced anyway).
+    _require((dec.min_len_a == 0 and dec.min_len_b == 0) or (dec.min_len_a <= dec.max_len_a
+                                                              and dec.min_len_b < dec.max_len_b),
+             f"the minimum length must stay below the maximum: {name('min_len_a')} {dec.min_len_a} can be at most "
+             f"{name('max_len_a')} {dec.max_len_a}, and {name('min_len_b')} {dec.min_len_b} must be below "
+             f"{name('max_len_b')} {dec.max_len_b}")
     _require(dec.length_penalty >= 0, f"{name('length_penalty')} must be 0 or more, got {dec.length_penalty}")
+    _require(dec.no_repeat_ngram >= 0, f"{name('no_repeat_ngram')} must be 0 (off) or more, got {dec.no_repeat_ngram}")
+    _require(dec.temperature >= 0, f"{name('temperature')} must be 0 (greedy) or more, got {dec.temperature}")
+    _require(dec.top_k >= 0, f"{name('top_k')} must be 0 (all tokens) or more, got {dec.top_k}")
+    _require(0 < dec.top_p <= 1, f"{name('top_p')} must be in (0, 1] (1: all tokens), got {dec.top_p}")
+    _require(0 <= dec.seed < 2 ** 63, f"{name('seed')} must be a whole number from 0 to 2**63 - 1, got {dec.seed}")

@@ -24,8 +24,10 @@ from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
+from nmt.decode.sampling import sampling_generator
 from nmt.decode.search import Hypothesis, search
 from nmt.device import autocast, pick_device
+from nmt.errors import CheckpointError
 from nmt.files import write_atomically
 from nmt.model.ensemble import Ensemble
 
@@ -33,9 +35,10 @@ from nmt.model.ensemble import Ensemble
 @dataclass(frozen=True)
 class Translation:
     text: str
-    score: float  # what search ranks by: log-probability / length**alpha (the length with EOS)
+    score: float  # what search ranks by: log_prob / length**alpha - word_penalty * length (EOS counted)
     tokens: tuple[int, ...]  # target token ids, without BOS and EOS
     log_prob: float  # the log-probability of the tokens and EOS
+    token_scores: tuple[float, ...] = ()  # its terms: each token's log-probability, EOS's last
 
 
 def length_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
@@ -60,7 +63,8 @@ class Translator:
         device_ = pick_device(device)
         loaded = [load_model(path, device_) for path in paths]
         first = loaded[0]
-        for other in loaded[1:]:
+        for path, other in zip(paths[1:], loaded[1:]):
+            check_same_target_vocabulary(first, other, str(paths[0]), str(path))
             check_compatible(first.checkpoint.identity(), other.checkpoint.identity(), same_model=False,
                              found_name=str(other.checkpoint.folder), expected_name=str(paths[0]),
                              fix="an ensemble needs models trained on the same prepared data")
@@ -78,22 +82,37 @@ class Translator:
         if self.config.data.lowercase:
             lines = [line.lower() for line in lines]
         found = self.search_ids(self.src_tokenizer.encode(lines), options)
-        return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob)
+        return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob, tuple(h.token_scores))
                  for text, h in zip(self.tgt_tokenizer.decode([h.tokens for h in hyps]), hyps)]
                 for hyps in found]
 
     @torch.no_grad()
     def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
-        """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty hypothesis."""
+        """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty
+        hypothesis. Samples come from one random stream per call, seeded by `options.seed`."""
         results: list[list[Hypothesis]] = [[Hypothesis(0.0, [], 0.0)] for _ in sequences]
+        model = self.model.with_mode(options.ensemble_mode) if isinstance(self.model, Ensemble) else self.model
+        generator = sampling_generator(options.seed, self.device) if options.sample else None
         for indices in length_batches(sequences, options.batch_size):
             src = pad([sequences[i] for i in indices]).to(self.device)
             src_lens = torch.tensor([len(sequences[i]) for i in indices])
             with autocast(self.device, self.config.train.bf16):
-                found = search(self.model, src, src_lens, options)
+                found = search(model, src, src_lens, options, generator=generator)
             for i, hyps in zip(indices, found):
                 results[i] = hyps
         return results
+
+
+def check_same_target_vocabulary(first, other, first_name: str, other_name: str) -> None:
+    """An ensemble combines its members' probabilities token id by token id: the same ids must
+    mean the same target pieces in every member."""
+    mine, theirs = first.tgt_tokenizer, other.tgt_tokenizer
+    if mine.vocab_size != theirs.vocab_size or mine.checksum != theirs.checksum:
+        sizes = (f"{theirs.vocab_size} pieces, not {mine.vocab_size}" if mine.vocab_size != theirs.vocab_size
+                 else "the same size, other pieces")
+        raise CheckpointError(f"ensemble member {other_name} has another target vocabulary than {first_name} "
+                              f"({sizes}): an ensemble combines next-token probabilities, so its members must be "
+                              f"trained on the same prepared data (the same target tokenizer)")
 
 
 def read_input(path: Optional[Path]) -> list[str]:
@@ -105,8 +124,10 @@ def read_input(path: Optional[Path]) -> list[str]:
 def format_output(results: list[list[Translation]], n_best: int) -> str:
     if n_best == 1:
         return "".join(hyps[0].text + "\n" for hyps in results)
-    # Moses n-best format: sentence index ||| hypothesis ||| score
-    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f}\n" for i, hyps in enumerate(results) for t in hyps)
+    # Moses n-best format: sentence index ||| hypothesis ||| score, then one more field: the
+    # log-probability of each target piece, EOS's last (they sum to the log-probability)
+    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f} ||| {' '.join(f'{s:.4f}' for s in t.token_scores)}\n"
+                   for i, hyps in enumerate(results) for t in hyps)
 
 
 def translate_file(translator: Translator, input_path: Optional[Path], output_path: Optional[Path],

@@ -11,7 +11,8 @@ RNN's input (Bahdanau et al. 2015).
 
 The model's API is what training and search use:
     encode(src, src_lens) -> DecoderState
-    decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search
+    decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search; the state's
+                                                              select / reorder keep rows (DecoderState)
     forward(batch) -> summed loss                             teacher forcing: the task protocol
                                                               (nmt/tasks/base.py)
 """
@@ -35,22 +36,52 @@ from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 
 @dataclass
 class DecoderState:
-    """What the decoder carries from step to step. Batch is dim 1 of h and c, dim 0 of the rest."""
+    """What the decoder carries from step to step.
 
-    h: torch.Tensor  # (layers, B, hidden); inside the decoder's loop (_step) a list of per-layer (B, hidden)
+    Rows: h and c (batch is dim 1) and feed (dim 0) hold one row per hypothesis. The attention
+    memory (memory, keys, src_mask; batch is dim 0) holds one row per sentence, and the rows come
+    in equal consecutive groups, one group per sentence: R = n * g rows for n memory rows. After
+    `encode` g is 1; beam search makes it the beam size, so its K hypotheses of a sentence share
+    one copy of the memory, and reordering them (`reorder`) never copies it.
+    """
+
+    h: torch.Tensor  # (layers, R, hidden); inside the decoder's loop (_step) a list of per-layer (R, hidden)
     c: Optional[torch.Tensor] = None  # the same layout as h; None for a GRU
-    memory: Optional[torch.Tensor] = None  # (B, S, hidden) encoder outputs, for attention
-    keys: Optional[torch.Tensor] = None  # (B, S, hidden) the attention's view of memory
-    src_mask: Optional[torch.Tensor] = None  # (B, S) True at real source tokens
-    feed: Optional[torch.Tensor] = None  # (B, hidden) the previous output vector (input feeding)
+    memory: Optional[torch.Tensor] = None  # (n, S, hidden) encoder outputs, for attention
+    keys: Optional[torch.Tensor] = None  # (n, S, hidden) the attention's view of memory
+    src_mask: Optional[torch.Tensor] = None  # (n, S) True at real source tokens
+    feed: Optional[torch.Tensor] = None  # (R, hidden) the previous output vector (input feeding)
+
+    SENTENCE_FIELDS = ("memory", "keys", "src_mask")
+
+    @property
+    def rows_per_sentence(self) -> int:
+        return 1 if self.memory is None else self.h.size(1) // self.memory.size(0)
 
     def select(self, indices: torch.Tensor) -> "DecoderState":
-        """Keep (and reorder) batch rows: search calls this after every beam step."""
+        """Keep (and reorder) any rows; each keeps its own copy of its sentence's memory (g becomes 1)."""
+        g = self.rows_per_sentence
+        return self._picked(indices, indices if g == 1 else torch.div(indices, g, rounding_mode="floor"))
+
+    def reorder(self, indices: torch.Tensor, sentences: Optional[torch.Tensor] = None) -> "DecoderState":
+        """Keep (and reorder) rows that stay with their sentence: beam search's select.
+
+        The caller promises that the new rows form equal consecutive groups and that group i's rows
+        all come from sentence i (sentences None: the memory is kept as it is, never copied) or
+        from sentence sentences[i] (the memory keeps those rows: sentences leave the batch).
+        """
+        return self._picked(indices, sentences)
+
+    def _picked(self, rows: torch.Tensor, sentences: Optional[torch.Tensor]) -> "DecoderState":
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
-                picked[f.name] = value.index_select(1 if f.name in ("h", "c") else 0, indices)
+            if value is None or (sentences is None and f.name in self.SENTENCE_FIELDS):
+                picked[f.name] = value
+            elif f.name in self.SENTENCE_FIELDS:
+                picked[f.name] = value.index_select(0, sentences)
+            else:
+                picked[f.name] = value.index_select(1 if f.name in ("h", "c") else 0, rows)
         return DecoderState(**picked)
 
 
