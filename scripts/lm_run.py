@@ -20,6 +20,7 @@ from nmt.checkpoint import load_model  # noqa: E402
 from nmt.config import load_config  # noqa: E402
 from nmt.data.corpus import read_lines  # noqa: E402
 from nmt.device import pick_device  # noqa: E402
+from nmt.errors import NmtError  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from nmt.tasks import prepare_data  # noqa: E402
@@ -46,7 +47,14 @@ def main(argv=None) -> dict:
     if not (Path(config.data.prepared) / "manifest.json").exists():
         prepare_data(config)
     started = time.time()
-    run_dir = resume(Path(args.resume), args.overrides) if args.resume else train(config)
+    try:
+        run_dir = resume(Path(args.resume), args.overrides) if args.resume else train(config)
+    except NmtError as e:  # stopped by a signal (a time limit): the checkpoint it saved is scored all the same
+        if not e.interrupt:
+            raise
+        print(f"{e}: scoring the saved checkpoint", file=sys.stderr)
+        run_dir = Path(args.resume or config.train.run_dir)
+        record["stopped"] = str(e)
     trainer = json.loads((run_dir / "last" / "trainer.json").read_text())
     events = read_log(run_dir / "log.jsonl")
     rates = [e["tgt_tokens_per_second"] for e in events if e["event"] == "train"][1:]
