@@ -269,6 +269,38 @@ def bleu(
 
 @app.command()
 @user_errors
+def sample(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="A language model's checkpoint or run folder."),
+    prompts: List[str] = typer.Option([], "--prompt", help="Text the samples continue (repeatable) [none]."),
+    count: int = typer.Option(1, "-n", help="Samples per prompt."),
+    temperature: float = typer.Option(1.0, help="Softmax temperature; 0 is greedy."),
+    top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: all)."),
+    top_p: float = typer.Option(1.0, help="Sample among the smallest set of tokens with this probability."),
+    seed: int = typer.Option(1, help="Random seed: the same seed gives the same samples."),
+    max_len: int = typer.Option(200, help="Most tokens a sample has (it ends earlier at an end of line)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Generate text from a language model, as the lecture does: sample the next token, feed it back."""
+    for name, value in (("-n", count), ("--max-len", max_len)):
+        _positive(name, value)
+    from nmt.checkpoint import load_model
+    from nmt.device import pick_device
+    from nmt.tasks.lm import sample_text
+
+    loaded = load_model(checkpoint, pick_device(device))
+    if loaded.checkpoint.config.task != "lm":
+        raise NmtError(f"{checkpoint} is a translation model: nmt sample generates from language models (task: lm); "
+                       f"use nmt translate --sample")
+    options = loaded.checkpoint.config.decode.override(
+        sample=True, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n_samples=count, n_best=count,
+        min_len_a=0.0, min_len_b=0, max_len_a=0.0, max_len_b=max_len, option_name=_flag)
+    for prompt, texts in zip(prompts or [""], sample_text(loaded, prompts or [""], options)):
+        for text in texts:
+            typer.echo(f"{prompt} {text}".strip())
+
+
+@app.command()
+@user_errors
 def perplexity(
     text: Path = typer.Argument(..., help="Text to score, one sentence (or line) per line."),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="A language model's checkpoint or run folder."),

@@ -219,3 +219,41 @@ def test_train_then_score_through_the_command_line(tmp_path):
 def test_shipped_lm_configs_load():
     for name in ("ptb-zaremba-large", "ptb-awd", "wikitext2-awd", "masnavi-char"):
         assert load_config(name).task == "lm"
+
+
+@pytest.fixture(scope="module")
+def trained_lm(lm_workspace, tmp_path_factory) -> Path:
+    from nmt.train.start import train
+
+    root = tmp_path_factory.mktemp("trained-lm")
+    for name in ("text", "prepared"):
+        (root / name).symlink_to(lm_workspace / name)
+    return train(config_from_dict(lm_config_dict(root, train={"max_steps": 30, "eval_every": 15})),
+                 stream=open("/dev/null", "w"))
+
+
+def test_sampling_is_seeded_and_a_cold_temperature_is_greedy(trained_lm):
+    from nmt.checkpoint import load_model
+    from nmt.tasks.lm import sample_text
+
+    loaded = load_model(trained_lm, "cpu")
+    base = loaded.checkpoint.config.decode.override(max_len_a=0.0, max_len_b=12)
+    sampled = lambda **o: sample_text(loaded, ["the cat", ""], base.override(sample=True, **o))  # noqa: E731
+    assert sampled(seed=5, n_samples=3, n_best=3) == sampled(seed=5, n_samples=3, n_best=3)
+    assert sampled(seed=5, n_samples=3, n_best=3) != sampled(seed=6, n_samples=3, n_best=3)
+    greedy = sample_text(loaded, ["the cat", ""], base.override(beam=1))
+    assert sampled(temperature=0.0) == greedy
+    assert sampled(temperature=1e-4, seed=9) == greedy  # as the temperature goes to 0, sampling becomes greedy
+    words = set(WORDS) - {"<unk>"}
+    for texts in sampled(seed=3, n_samples=4, n_best=4, top_k=1):
+        assert all(set(text.split()) <= words | {"<unk>"} for text in texts)
+
+
+def test_sample_through_the_command_line(trained_lm, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "nmt", "sample", "-m", str(trained_lm), "--prompt", "the dog",
+                             "-n", "3", "--seed", "4", "--max-len", "8"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("the dog") for line in lines)
+    assert all(len(line.split()) <= 2 + 7 for line in lines)  # at most max-len tokens, EOS one of them

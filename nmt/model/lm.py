@@ -41,6 +41,10 @@ class LMState:
         pick = lambda x, dim: None if x is None else x.index_select(dim, indices)  # noqa: E731
         return LMState(pick(self.h, 1), pick(self.c, 1), pick(self.pending, 0))
 
+    def reorder(self, indices: torch.Tensor, sentences: Optional[torch.Tensor] = None) -> "LMState":
+        """Beam search's select: a language model holds nothing per sentence to spare copying."""
+        return self.select(indices)
+
 
 class LanguageModel(nn.Module):
     def __init__(self, *, vocab_size: int, embed: int, hidden: int, layers: int, cell: str = "lstm",

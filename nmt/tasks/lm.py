@@ -200,3 +200,19 @@ def score_text(model: LanguageModel, tokenizer, lines: list[str], config: Config
             "characters": characters, "ppl_per_token": math.exp(min(mean, 50)),
             "ppl_per_word": math.exp(min(mean * text_tokens / max(words, 1), 50)),
             "bits_per_character": mean * text_tokens / max(characters, 1) / math.log(2)}
+
+
+@torch.no_grad()
+def sample_text(loaded, prompts: list[str], options) -> list[list[str]]:
+    """Each prompt's continuations (options.n_samples of them, most likely first) from a loaded
+    language model: the prompt follows a line start (EOS in a stream, BOS for sentence models),
+    and a sample ends at the end of its line or at options' maximum length."""
+    from nmt.decode.search import search
+
+    model, tokenizer, config = loaded.model, loaded.tgt_tokenizer, loaded.checkpoint.config
+    device = next(model.parameters()).device
+    start = BOS if config.train.lm_batching == "sentences" else EOS
+    ids = [[start, *line] for line in tokenizer.encode(prompts)]
+    src = pad(ids).to(device)
+    found = search(model, src, torch.tensor([len(line) for line in ids]), options)
+    return [tokenizer.decode([h.tokens for h in hyps]) for hyps in found]
