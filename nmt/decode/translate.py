@@ -24,6 +24,7 @@ from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
+from nmt.decode.score import Score, score_candidates
 from nmt.decode.search import Hypothesis, search
 from nmt.device import autocast, pick_device
 from nmt.files import write_atomically
@@ -81,6 +82,11 @@ class Translator:
         return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob)
                  for text, h in zip(self.tgt_tokenizer.decode([h.tokens for h in hyps]), hyps)]
                 for hyps in found]
+
+    def score(self, sources: Sequence[str], candidates: Sequence[str], batch_size: Optional[int] = None) -> list[Score]:
+        """The log-probability of candidates[i] as a translation of sources[i] under this model or
+        ensemble, summed and per token (nmt/decode/score.py)."""
+        return score_candidates(self, sources, candidates, batch_size)
 
     @torch.no_grad()
     def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:

@@ -14,6 +14,8 @@ The model's API is what training and search use:
     decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search
     forward(batch) -> summed loss                             teacher forcing: the task protocol
                                                               (nmt/tasks/base.py)
+    target_log_probs(src, src_lens, tgt_in, tgt_out) -> (B, T) teacher forcing per position, for
+                                                              scoring given translations
 """
 
 from __future__ import annotations
@@ -208,6 +210,17 @@ class Seq2Seq(nn.Module):
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
         return F.log_softmax(self.output(out).float(), dim=-1), replace(state, h=h, c=c)
+
+    def target_log_probs(self, src: torch.Tensor, src_lens: Optional[torch.Tensor], tgt_in: torch.Tensor,
+                         tgt_out: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing, kept per position: log p(tgt_out[b, t] | source, tgt_in[b, :t+1]) as (B, T)
+        float32, 0 at padding. `forward` sums one loss over the batch; scoring candidates
+        (nmt/decode/score.py) needs each row's own sum, which this gives with `.sum(1)`."""
+        hidden = self.decode_all(tgt_in, self.encode(src, src_lens))  # (B, T, H)
+        logits = self.output(hidden).float()  # (B, T, V); a split output layer gathers its slices
+        # log_softmax(z)[y] = z[y] - logsumexp(z), without a second (B, T, V) tensor
+        picked = logits.gather(2, tgt_out.unsqueeze(2)).squeeze(2) - logits.logsumexp(-1)
+        return picked.masked_fill(tgt_out == PAD, 0.0)
 
     def forward(self, batch: ParallelBatch, label_smoothing: float = 0.0) -> torch.Tensor:
         """The batch's summed cross-entropy over its real target tokens (batch.num_tokens of
