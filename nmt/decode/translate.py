@@ -26,6 +26,7 @@ from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
 from nmt.decode.score import Score, score_candidates
 from nmt.decode.search import Hypothesis, search
+from nmt.decode.stream import is_stream, translate_stdin
 from nmt.device import autocast, pick_device
 from nmt.files import write_atomically
 from nmt.model.ensemble import Ensemble
@@ -108,16 +109,18 @@ def read_input(path: Optional[Path]) -> list[str]:
     return [clean_line(line) for line in split_lines(decode_utf8(sys.stdin.buffer.read(), "<stdin>"))]
 
 
-def format_output(results: list[list[Translation]], n_best: int) -> str:
+def format_output(results: list[list[Translation]], n_best: int, first_index: int = 0) -> str:
     if n_best == 1:
         return "".join(hyps[0].text + "\n" for hyps in results)
     # Moses n-best format: sentence index ||| hypothesis ||| score
-    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f}\n" for i, hyps in enumerate(results) for t in hyps)
+    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f}\n" for i, hyps in enumerate(results, first_index) for t in hyps)
 
 
 def translate_file(translator: Translator, input_path: Optional[Path], output_path: Optional[Path],
                    options: DecodeOptions) -> int:
     """Translate a file (or stdin) to a file (or stdout); returns the number of lines written."""
+    if input_path is None and output_path is None and is_stream(sys.stdin.buffer):
+        return translate_stdin(translator, options)  # a terminal or a pipe: answer each line as it arrives
     lines = read_input(input_path)
     text = format_output(translator.translate(lines, options), options.n_best)
     if output_path is None:
