@@ -139,9 +139,13 @@ def translate(
     max_len_a: Optional[float] = typer.Option(None, help="Output length limit a * source length + b [decode.max_len_a]."),
     max_len_b: Optional[int] = typer.Option(None, help="See --max-len-a [decode.max_len_b]."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    quantize: Optional[str] = typer.Option(None, help="int8: int8 weights for a faster search on the CPU "
+                                                      "(CPU only; nmt/decode/quantize.py says what is quantized)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch [torch's default: one per core]."),
 ):
-    """Translate raw text, one output line per input line, in input order."""
-    for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best)):
+    """Translate raw text, one output line per input line, in input order; from a terminal or a pipe,
+    each line as it arrives."""
+    for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best), ("--threads", threads)):
         _positive(name, value)
     if length_penalty is not None and length_penalty < 0:
         raise NmtError(f"--length-penalty must be 0 or more, got {length_penalty}")
@@ -150,7 +154,11 @@ def translate(
 
     if output is not None:
         check_writable(output)
-    translator = Translator.load(checkpoints, device)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    translator = Translator.load(checkpoints, device, quantize=quantize)
     options = translator.options(beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty,
                                  max_len_a=max_len_a, max_len_b=max_len_b, option_name=_flag)
     translate_file(translator, input, output, options)

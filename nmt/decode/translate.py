@@ -24,6 +24,7 @@ from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
+from nmt.decode.quantize import quantize_device, quantize_model
 from nmt.decode.score import Score, score_candidates
 from nmt.decode.search import Hypothesis, search
 from nmt.decode.stream import is_stream, translate_stdin
@@ -55,12 +56,15 @@ class Translator:
         self.config, self.device = config, device
 
     @classmethod
-    def load(cls, paths, device: str = "auto") -> "Translator":
+    def load(cls, paths, device: str = "auto", quantize: Optional[str] = None) -> "Translator":
         """One checkpoint or run folder, or several (an ensemble: all trained on the first one's
-        vocabularies). The first one's config gives the decoding defaults."""
+        vocabularies). The first one's config gives the decoding defaults. `quantize="int8"`
+        makes the weights int8 for a faster search on the CPU (nmt/decode/quantize.py)."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        device_ = pick_device(device)
+        device_ = pick_device(device) if quantize is None else quantize_device(quantize, device)
         loaded = [load_model(path, device_) for path in paths]
+        for member in loaded if quantize is not None else ():
+            quantize_model(member.model)
         first = loaded[0]
         for other in loaded[1:]:
             check_compatible(first.checkpoint.identity(), other.checkpoint.identity(), same_model=False,
