@@ -144,6 +144,22 @@ def test_nmt_score_nbest_appends_the_model_scores_and_reranks(tmp_path, trained_
     assert reranked("--weights", "1,0") == [candidates[k][1] for k in best((1, 0))]
 
 
+def test_nmt_score_tunes_on_a_dev_list_and_reports_the_weights(tmp_path, trained_run):
+    """The list's own scores pick every reference; the model's may not. Whatever the toy model
+    prefers, some grid point (the list alone, at least) reaches BLEU 100, and tuning finds one."""
+    write(tmp_path / "src.txt", ["wa0 wb1 wc2 wd3", "we4 wf5 wg6 wh7"])
+    right = ["AW0 BW1 CW2 DW3", "EW4 FW5 GW6 HW7"]
+    write(tmp_path / "ref.txt", right)
+    write(tmp_path / "dev.txt", ["0 ||| AW0 AW0 AW0 AW0 ||| -6", f"0 ||| {right[0]} ||| -0.1", "0 ||| AW0 ||| -5",
+                                 f"1 ||| {right[1]} ||| -0.2", "1 ||| HW7 GW6 FW5 EW4 ||| -7"])
+    code, out, err = nmt("score", "-m", trained_run, "-s", "src.txt", "--nbest", "dev.txt", "--tune-on", "dev.txt",
+                         "--tune-source", "src.txt", "--tune-ref", "ref.txt", cwd=tmp_path)
+    assert code == 0, err
+    assert out.splitlines() == right
+    [report] = err.splitlines()
+    assert report.startswith("tuned weights: model ") and "(dev BLEU 100.00;" in report
+
+
 # --- the n-best reader -----------------------------------------------------------------------------
 
 def test_nbest_lines_keep_their_fields_and_read_moses_features(tmp_path):
@@ -261,6 +277,8 @@ def test_weights_are_checked():
     (["-s", "src.txt", "--nbest", "moses.txt", "--rerank"], ["moses.txt has 2 scores per line", "--weights"]),
     (["-s", "blank.txt", "--candidates", "hyp.txt"], ["blank.txt line 2 is empty but hyp.txt line 2 is not"]),
     (["-s", "src.txt", "--candidates", "hyp.txt", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+    (["-s", "src.txt", "--nbest", "nbest.txt", "--tune-on", "nbest.txt", "--tune-source", "src.txt", "--tune-ref",
+      "short.txt"], ["short.txt has 1 lines but nbest.txt has candidates for 2 sources"]),
 ])
 def test_bad_score_arguments_give_one_error_line(tmp_path, trained_run, args, words):
     write(tmp_path / "src.txt", ["wa0 wb1", "wc2"])
@@ -278,3 +296,19 @@ def test_bad_score_arguments_give_one_error_line(tmp_path, trained_run, args, wo
     assert line.startswith("error: ")
     for word in words:
         assert word in line
+
+
+def test_the_readme_scoring_example_runs(trained_run, translator, capsys):
+    import re
+
+    from nmt import Translator
+
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split("## From Python")[1]
+    code = re.findall(r"```python\n(.*?)```", section.split("\n## ")[0], re.S)[1]  # the block after the first
+    assert '"runs/quickstart/run"' in code and "translator.score(" in code
+    exec(code.replace('"runs/quickstart/run"', repr(str(trained_run))), {"translator": translator,
+                                                                          "Translator": Translator})
+    [printed] = capsys.readouterr().out.splitlines()
+    log_prob, per_token = map(float, printed.split())
+    tokens = len(translator.tgt_tokenizer.encode(["quatre cent deux"])[0])
+    assert log_prob < 0 and per_token == pytest.approx(log_prob / (tokens + 1), abs=1e-5)

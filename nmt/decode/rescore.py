@@ -122,6 +122,9 @@ def tune(translator: Translator, options: RerankOptions, features: int, test_nam
         raise DataError(f"{options.tune_nbest} has {len(groups[0][0].features)} scores per line but {test_name} "
                         f"has {features}: tune on a dev list of the same system")
     references = read_lines(options.tune_ref, allow_empty=True)
+    if len(references) != len(groups):
+        raise DataError(f"{options.tune_ref} has {len(references)} lines but {options.tune_nbest} has candidates for "
+                        f"{len(groups)} sources: the references must match the dev source line for line")
     if options.weights is not None:
         start = reranking.check_weights(options.weights, features, str(options.tune_nbest))
     else:  # the paper's average; several features start equal
