@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.decode.stream import PROMPT, is_stream, read_line, translate_stream
+from nmt.decode.stream import PROMPT, ArrivingLines, is_stream, read_line, translate_stream
 from nmt.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +85,34 @@ def test_a_regular_file_as_stdin_is_batched_in_order(tmp_path, translator, batch
         translate_file(translator, None, None, translator.options(beam=2, batch_size=3))
     assert calls == [len(LINES)]  # one call: every line read before translating
     assert capsys.readouterr().out.splitlines() == batched
+
+
+def test_lines_that_arrived_together_are_translated_together(translator, batched, monkeypatch):
+    """`cat file | nmt translate` keeps batching: what is already in the pipe goes in one call."""
+    calls = []
+    translate = translator.translate
+    monkeypatch.setattr(translator, "translate", lambda lines, options: calls.append(len(lines)) or
+                        translate(lines, options))
+    read, write = os.pipe()
+    os.write(write, "".join(line + "\n" for line in LINES).encode())
+    os.close(write)
+    out = io.StringIO()
+    with open(read, "rb") as pipe:
+        assert translate_stream(translator, translator.options(beam=2, batch_size=3), pipe, out) == len(LINES)
+    assert calls == [3, 1]  # batches of at most batch_size
+    assert out.getvalue().splitlines() == batched
+
+
+def test_arriving_lines_wait_for_a_whole_line_and_need_no_final_newline():
+    read, write = os.pipe()
+    with open(read, "rb") as pipe:
+        lines = ArrivingLines(pipe)
+        os.write(write, b"one\ntw")
+        assert lines.next_group(5) == [b"one"]  # "tw" is still arriving
+        os.write(write, b"o\nthree")
+        os.close(write)
+        assert lines.next_group(1) == [b"two"]
+        assert lines.next_group(5) == [b"three"] and lines.next_group(5) == []
 
 
 def test_a_pipe_as_stdin_is_a_stream_and_a_file_is_not(tmp_path):
