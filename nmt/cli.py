@@ -173,12 +173,13 @@ def score_command(
     candidates: Optional[Path] = typer.Option(None, help="One candidate translation per source line."),
     nbest: Optional[Path] = typer.Option(None, help="A Moses n-best file: 'index ||| hypothesis ||| score' lines."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [stdout]."),
-    rerank: bool = typer.Option(False, help="With --nbest: write each source's best candidate under the weighted "
-                                            "sum of the model's and the list's scores (--weights, --per-token "
-                                            "and --tune-on imply it)."),
+    rerank: bool = typer.Option(False, "--rerank", help="With --nbest: write each source's best candidate under "
+                                                        "the weighted sum of the model's and the list's scores "
+                                                        "(--weights, --per-token and --tune-on imply it)."),
     weights: Optional[str] = typer.Option(None, help="Rerank weights: the model's, then one per n-best score "
                                                      "[0.5,0.5, the paper's average]."),
-    per_token: bool = typer.Option(False, help="Rerank with the model's per-token log-probability, not the sum."),
+    per_token: bool = typer.Option(False, "--per-token", help="Rerank with the model's per-token "
+                                                              "log-probability, not the sum."),
     tune_on: Optional[Path] = typer.Option(None, help="Tune the rerank weights on this dev n-best file (maximising "
                                                       "BLEU); needs --tune-source and --tune-ref."),
     tune_source: Optional[Path] = typer.Option(None, help="The source lines of the --tune-on list."),

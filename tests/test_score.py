@@ -205,19 +205,19 @@ def entry(index: int, hypothesis: str, *features: float) -> NbestEntry:
     return NbestEntry(index, hypothesis, (" ".join(map(str, features)),), features)
 
 
-# Source 0: the model prefers "a" (-1 against -3), the list prefers "b" (-4 against -1).
-# With weights (w, v): a scores -w - 4v, b scores -3w - v; b wins where 2w < 3v.
+# (model, list) scores. Source 0: "the cat sat" (-1, -4), "a cat sat" (-3, -1): the model and the
+# list disagree. Source 1: "on the mat" (-2, -2), "on a mat" (-1, -2.5).
 GROUPS = [[entry(0, "the cat sat", -4.0), entry(0, "a cat sat", -1.0)],
           [entry(1, "on the mat", -2.0), entry(1, "on a mat", -2.5)]]
 MODEL = [[-1.0, -3.0], [-2.0, -1.0]]
 
 
 def test_rerank_picks_the_hand_derived_best():
-    assert [e.hypothesis for e in rerank(GROUPS, MODEL, (0.5, 0.5))] == ["a cat sat", "on a mat"]
     # source 0: -0.5 - 2 = -2.5 against -1.5 - 0.5 = -2.0; source 1: -1 - 1 = -2 against -0.5 - 1.25 = -1.75
+    assert [e.hypothesis for e in rerank(GROUPS, MODEL, (0.5, 0.5))] == ["a cat sat", "on a mat"]
     assert best_positions(GROUPS, MODEL, (1.0, 0.0)) == (0, 1)  # the model alone
     assert best_positions(GROUPS, MODEL, (0.0, 1.0)) == (1, 0)  # the list alone
-    assert best_positions(GROUPS, MODEL, (1.0, 1.0)) == (1, 1)  # a: -5, b: -4; mat: -4, a mat: -3.5
+    assert best_positions(GROUPS, MODEL, (1.0, 1.0)) == (1, 1)  # -5 against -4; -4 against -3.5
     ties = [[entry(0, "first", -1.0), entry(0, "second", -1.0)]]
     assert best_positions(ties, [[-2.0, -2.0]], (0.5, 0.5)) == (0,)  # a tie keeps the first
 

@@ -125,7 +125,8 @@ def test_a_pipe_as_stdin_is_a_stream_and_a_file_is_not(tmp_path):
 def test_streamed_lines_are_cleaned_as_a_file_is(tmp_path):
     from nmt.decode.translate import read_input
 
-    raw = ["\ufeffwa0  wb1\r\n", "wc2\tw\x00d3\n", "\n", "we4 \ufeff wf5"]  # BOM, CRLF, tab, NUL, a last line without \n
+    # a BOM, CRLF, a tab, NUL, a BOM inside a line, a last line without \n
+    raw = ["\ufeffwa0  wb1\r\n", "wc2\tw\x00d3\n", "\n", "we4 \ufeff wf5"]
     (tmp_path / "in.txt").write_bytes("".join(raw).encode("utf-8"))
     assert [read_line(line.encode("utf-8"), n) for n, line in enumerate(raw, 1)] == read_input(tmp_path / "in.txt")
 

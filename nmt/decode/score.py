@@ -9,8 +9,8 @@ ensemble's search takes it); `per_token` divides it by m + 1. The search reports
 number for its own output (`Translation.log_prob`), up to float rounding: here the decoder runs
 over the whole candidate at once, teacher forcing, where the search steps through it.
 
-Pairs are padded into batches of similar source and candidate length; the n-best candidates of
-one source, which share its length, then sit in the same batches.
+Pairs are padded into batches of similar candidate length; a batch encodes each of its
+distinct sources once (the candidates of an n-best list share theirs).
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ class Score:
 
 def pair_batches(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]],
                  batch_size: int) -> list[list[int]]:
-    """Indices of the pairs with a non-empty source, longest source (then candidate) first, cut into batches."""
-    order = sorted((i for i, s in enumerate(src_ids) if len(s)), key=lambda i: (-len(src_ids[i]), -len(tgt_ids[i])))
+    """Indices of the pairs with a non-empty source, cut into batches: longest candidate first
+    (the decoder steps over a batch's longest), then by source, so that candidates of one source
+    of equal length share a batch, which encodes the source once."""
+    key = lambda i: (-len(tgt_ids[i]), -len(src_ids[i]), tuple(src_ids[i]))  # noqa: E731
+    order = sorted((i for i, s in enumerate(src_ids) if len(s)), key=key)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
@@ -73,12 +76,17 @@ def score_ids(model, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequenc
     """Scores of token-id pairs (targets without BOS and EOS) under any model with `target_log_probs`."""
     scores = [Score(0.0, len(tgt) + 1) for tgt in tgt_ids]  # what stays for an empty source
     for indices in pair_batches(src_ids, tgt_ids, batch_size):
-        src = pad([src_ids[i] for i in indices]).to(device)  # (B, S)
-        src_lens = torch.tensor([len(src_ids[i]) for i in indices])
+        # Each distinct source is encoded once; its state is then selected for each of its
+        # candidates, as the search selects it for each beam.
+        position = {source: k for k, source in enumerate(dict.fromkeys(tuple(src_ids[i]) for i in indices))}
+        sources = list(position)
+        rows = torch.tensor([position[tuple(src_ids[i])] for i in indices], device=device)  # (B,) -> its source
+        src = pad(sources).to(device)  # (U, S)
         targets = [tgt_ids[i] for i in indices]
         tgt_in, tgt_out = pad(targets, prefix=BOS).to(device), pad(targets, suffix=EOS).to(device)  # (B, T)
         with autocast(device, bf16):  # as the search runs: the same numerics
-            sums = model.target_log_probs(src, src_lens, tgt_in, tgt_out).sum(1).tolist()  # (B,)
+            state = model.encode(src, torch.tensor([len(s) for s in sources])).select(rows)
+            sums = model.target_log_probs(state, tgt_in, tgt_out).sum(1).tolist()  # (B,)
         for i, total in zip(indices, sums):
             scores[i] = Score(total, len(tgt_ids[i]) + 1)
     return scores

@@ -32,8 +32,9 @@ class Ensemble:
         log_probs = torch.logsumexp(torch.stack([lp for lp, _ in steps]), dim=0) - math.log(len(steps))
         return log_probs, EnsembleState([s for _, s in steps])
 
-    def target_log_probs(self, src, src_lens, tgt_in, tgt_out) -> torch.Tensor:
+    def target_log_probs(self, state: EnsembleState, tgt_in, tgt_out) -> torch.Tensor:
         """Per position, log of the members' mean probability of the target token (B, T): the mean
         that decode_step takes, so a candidate scores what the search gave it; 0 at padding."""
-        stacked = torch.stack([model.target_log_probs(src, src_lens, tgt_in, tgt_out) for model in self.models])
+        stacked = torch.stack([model.target_log_probs(member_state, tgt_in, tgt_out)
+                               for model, member_state in zip(self.models, state.states)])
         return torch.logsumexp(stacked, dim=0) - math.log(len(self.models))  # padding: log(n * e^0) - log n = 0
