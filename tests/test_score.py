@@ -183,6 +183,7 @@ def test_nbest_lines_keep_their_fields_and_read_moses_features(tmp_path):
     (["1 ||| a ||| -1"], ["bad.txt line 1", "index 1 where 0 was expected"]),
     (["0 ||| a ||| -1", "1 ||| b ||| -1", "0 ||| c ||| -1"], ["bad.txt line 3", "index 0 where 1 or 2"]),
     (["x ||| a ||| -1"], ["bad.txt line 1", "'x' is not a whole number"]),
+    (["² ||| a ||| -1"], ["bad.txt line 1", "'²' is not a whole number"]),
     (["0 ||| a ||| high"], ["bad.txt line 1", "'high'"]),
     (["0 ||| a ||| LM0="], ["bad.txt line 1", "holds no number"]),
     (["0 ||| a ||| nan"], ["bad.txt line 1", "not a finite number"]),

@@ -60,7 +60,7 @@ def parse_line(line: str, where: str) -> NbestEntry:
     if len(parts) < 3:
         raise DataError(f"{where} is not an n-best line: expected 'index ||| hypothesis ||| score', "
                         f"found {line[:60]!r}")
-    if not parts[0].isdigit():
+    if not (parts[0].isascii() and parts[0].isdigit()):
         raise DataError(f"{where}: the index '{parts[0][:20]}' is not a whole number (the source line's "
                         f"0-based number)")
     return NbestEntry(int(parts[0]), parts[1], tuple(parts[2:]), parse_features(parts[2], where))
