@@ -106,8 +106,8 @@ def preprocess(
 ):
     """Train SentencePiece, encode and filter a parallel corpus into a prepared-data folder."""
     from nmt.config import load_config
-    from nmt.data.prepare import prepare
     from nmt.log import configure
+    from nmt.tasks import prepare_data
 
     configure(sys.stdout)  # progress goes to stdout with the summary: stderr holds nothing but an error
     flags = {"src_lang": src_lang, "tgt_lang": tgt_lang, "train": train, "valid": valid, "test": test,
@@ -115,7 +115,7 @@ def preprocess(
              "max_len": max_len, "max_len_ratio": max_len_ratio, "prepared": str(out) if out else None}
     flag_overrides = [f"data.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, list(overrides) + flag_overrides)
-    manifest = prepare(cfg.data, cfg.data.prepared, overwrite=overwrite)
+    manifest = prepare_data(cfg, overwrite=overwrite)
     typer.echo(f"wrote {cfg.data.prepared}: vocabularies {manifest['src_vocab_size']} / {manifest['tgt_vocab_size']}")
 
 
@@ -167,10 +167,33 @@ def translate(
     length_penalty: Optional[float] = typer.Option(None, help="alpha in score / length**alpha [decode.length_penalty]."),
     max_len_a: Optional[float] = typer.Option(None, help="Output length limit a * source length + b [decode.max_len_a]."),
     max_len_b: Optional[int] = typer.Option(None, help="See --max-len-a [decode.max_len_b]."),
+    min_len_a: Optional[float] = typer.Option(None, help="No EOS before a * source length + b tokens "
+                                                         "[decode.min_len_a]."),
+    min_len_b: Optional[int] = typer.Option(None, help="See --min-len-a [decode.min_len_b]."),
+    word_penalty: Optional[float] = typer.Option(None, help="Subtracted from the score per output token: "
+                                                            "positive favours shorter output [decode.word_penalty]."),
+    no_repeat_ngram: Optional[int] = typer.Option(None, help="Never repeat an n-gram of this size; 0 is off "
+                                                             "[decode.no_repeat_ngram]."),
+    ensemble_mode: Optional[str] = typer.Option(None, help="Combine ensemble members by the mean of their "
+                                                           "probabilities or log_linear [decode.ensemble_mode]."),
+    sample: Optional[bool] = typer.Option(None, "--sample/--no-sample", help="Sample instead of searching "
+                                                                              "[decode.sample]."),
+    temperature: Optional[float] = typer.Option(None, help="Sampling temperature; 0 is greedy [decode.temperature]."),
+    top_k: Optional[int] = typer.Option(None, help="Sample from the k most likely tokens; 0 is all [decode.top_k]."),
+    top_p: Optional[float] = typer.Option(None, help="Sample from the smallest set of probability p; 1 is all "
+                                                     "[decode.top_p]."),
+    n_samples: Optional[int] = typer.Option(None, help="Samples per sentence; the n-best of them are printed "
+                                                       "[decode.n_samples]."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the samples [decode.seed]."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                               help="Replay search steps as CUDA graphs [decode.cuda_graphs]."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch [one per core]."),
+    quantize: Optional[str] = typer.Option(None, help="int8: int8 weights for a faster search on the CPU "
+                                                      "(CPU only; nmt/decode/quantize.py says what is quantized)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch [torch's default: one per core]."),
 ):
-    """Translate raw text, one output line per input line, in input order."""
+    """Translate raw text, one output line per input line, in input order; from a terminal or a pipe,
+    each line as it arrives."""
     for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best), ("--threads", threads)):
         _positive(name, value)
     if length_penalty is not None and length_penalty < 0:
@@ -180,14 +203,69 @@ def translate(
 
     if output is not None:
         check_writable(output, [input] if input else [])
-    if threads:
+    if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    translator = Translator.load(checkpoints, device)
-    options = translator.options(beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty,
-                                 max_len_a=max_len_a, max_len_b=max_len_b, option_name=_flag)
+    translator = Translator.load(checkpoints, device, quantize=quantize)
+    options = translator.options(
+        beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
+        max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, word_penalty=word_penalty,
+        no_repeat_ngram=no_repeat_ngram, ensemble_mode=ensemble_mode, sample=sample, temperature=temperature,
+        top_k=top_k, top_p=top_p, n_samples=n_samples, seed=seed, cuda_graphs=cuda_graphs, option_name=_flag)
     translate_file(translator, input, output, options)
+
+
+@app.command("score")
+@user_errors
+def score_command(
+    checkpoints: List[Path] = typer.Option(..., "--checkpoint", "-m",
+                                           help="Checkpoint or run folder; repeat it to score with an ensemble."),
+    source: Path = typer.Option(..., "--source", "-s", help="The source sentences, one per line."),
+    candidates: Optional[Path] = typer.Option(None, help="One candidate translation per source line."),
+    nbest: Optional[Path] = typer.Option(None, help="A Moses n-best file: 'index ||| hypothesis ||| score' lines."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [stdout]."),
+    rerank: bool = typer.Option(False, "--rerank", help="With --nbest: write each source's best candidate under "
+                                                        "the weighted sum of the model's and the list's scores "
+                                                        "(--weights, --per-token and --tune-on imply it)."),
+    weights: Optional[str] = typer.Option(None, help="Rerank weights: the model's, then one per n-best score "
+                                                     "[0.5,0.5, the paper's average]."),
+    per_token: bool = typer.Option(False, "--per-token", help="Rerank with the model's per-token "
+                                                              "log-probability, not the sum."),
+    tune_on: Optional[Path] = typer.Option(None, help="Tune the rerank weights on this dev n-best file (maximising "
+                                                      "BLEU); needs --tune-source and --tune-ref."),
+    tune_source: Optional[Path] = typer.Option(None, help="The source lines of the --tune-on list."),
+    tune_ref: Optional[Path] = typer.Option(None, help="The references of the --tune-on list."),
+    batch_size: Optional[int] = typer.Option(None, help="Candidates per batch [decode.batch_size]."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Score translations under the model: log-probabilities, or a reranked n-best list (the paper's rescoring)."""
+    _positive("--batch-size", batch_size)
+    if (candidates is None) == (nbest is None):
+        raise NmtError("nmt score needs exactly one of --candidates FILE and --nbest FILE")
+    tuning = [tune_on, tune_source, tune_ref]
+    if any(tuning) and not all(tuning):
+        raise NmtError("tuning needs all three of --tune-on DEV_NBEST, --tune-source DEV_SRC and --tune-ref DEV_REF")
+    for path in (source, candidates, nbest, *tuning):  # before the model loads, which takes a while
+        if path is not None and not path.is_file():
+            raise NmtError(f"file {path} not found{' (it is a folder)' if path.is_dir() else ''}: check the path")
+    reranks = rerank or weights is not None or per_token or tune_on is not None  # each implies --rerank
+    if reranks and nbest is None:
+        raise NmtError("--rerank, --weights, --per-token and --tune-on work on an n-best list: pass --nbest FILE")
+    from nmt.decode import rescore  # imports torch: after the cheap checks
+    from nmt.decode.rerank import parse_weights
+    from nmt.decode.translate import Translator
+    from nmt.files import check_writable
+
+    options = rescore.RerankOptions(parse_weights(weights) if weights else None, per_token, tune_on, tune_source,
+                                    tune_ref) if reranks else None
+    if output is not None:
+        check_writable(output)
+    translator = Translator.load(checkpoints, device)
+    tuned = rescore.score_files(translator, source, candidates=candidates, nbest=nbest, output=output,
+                                rerank=options, batch_size=batch_size)
+    if tuned is not None:
+        typer.echo(tuned.describe(), err=True)
 
 
 @app.command()
@@ -242,6 +320,68 @@ def bleu(
         typer.echo(result.bleu_detail)
         typer.echo(f"BLEU signature: {result.bleu_signature}")
         typer.echo(f"chrF signature: {result.chrf_signature}")
+
+
+@app.command()
+@user_errors
+def sample(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="A language model's checkpoint or run folder."),
+    prompts: List[str] = typer.Option([], "--prompt", help="Text the samples continue (repeatable) [none]."),
+    count: int = typer.Option(1, "-n", help="Samples per prompt."),
+    temperature: float = typer.Option(1.0, help="Softmax temperature; 0 is greedy."),
+    top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: all)."),
+    top_p: float = typer.Option(1.0, help="Sample among the smallest set of tokens with this probability."),
+    seed: int = typer.Option(1, help="Random seed: the same seed gives the same samples."),
+    max_len: int = typer.Option(200, help="Most tokens a sample has (it ends earlier at an end of line)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Generate text from a language model, as the lecture does: sample the next token, feed it back."""
+    for name, value in (("-n", count), ("--max-len", max_len)):
+        _positive(name, value)
+    from nmt.checkpoint import load_model
+    from nmt.device import pick_device
+    from nmt.tasks.lm import sample_text
+
+    loaded = load_model(checkpoint, pick_device(device))
+    if loaded.checkpoint.config.task != "lm":
+        raise NmtError(f"{checkpoint} is a translation model: nmt sample generates from language models (task: lm); "
+                       f"use nmt translate --sample")
+    options = loaded.checkpoint.config.decode.override(
+        sample=True, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, n_samples=count, n_best=count,
+        min_len_a=0.0, min_len_b=0, max_len_a=0.0, max_len_b=max_len, option_name=_flag)
+    for prompt, texts in zip(prompts or [""], sample_text(loaded, prompts or [""], options)):
+        for text in texts:
+            typer.echo(f"{prompt} {text}".strip())
+
+
+@app.command()
+@user_errors
+def perplexity(
+    text: Path = typer.Argument(..., help="Text to score, one sentence (or line) per line."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-m", help="A language model's checkpoint or run folder."),
+    rows: int = typer.Option(1, "--batch-size", help="Parallel rows of the text's stream (1: every token scored)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """A language model's perplexity on a text: per word, per token, and bits per character."""
+    _positive("--batch-size", rows)
+    from nmt.checkpoint import load_model
+    from nmt.data.corpus import read_lines
+    from nmt.device import pick_device
+    from nmt.tasks.lm import score_text
+
+    loaded = load_model(checkpoint, pick_device(device))
+    if loaded.checkpoint.config.task != "lm":
+        raise NmtError(f"{checkpoint} is a translation model: nmt perplexity scores language models (task: lm)")
+    lines = read_lines(text)
+    result = score_text(loaded.model, loaded.tgt_tokenizer, lines, loaded.checkpoint.config,
+                        next(loaded.model.parameters()).device, rows)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"perplexity {result['ppl_per_word']:.2f} per word ({result['words']:,} words with line ends), "
+                   f"{result['ppl_per_token']:.2f} per token ({result['tokens_scored']:,} of {result['tokens']:,} "
+                   f"scored); {result['bits_per_character']:.3f} bits per character")
 
 
 @app.command()

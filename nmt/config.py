@@ -45,6 +45,9 @@ class DataConfig:
     dedupe_train: bool = True
     lowercase: bool = False
     workers: int = 0  # processes that encode the training split in preprocess; 0: one per core
+    # Language models (task: lm): the token units. "subword" trains SentencePiece (tgt_vocab_size
+    # pieces); "word" takes exactly the training split's words; "char" its characters.
+    units: Literal["subword", "word", "char"] = "subword"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class ModelConfig:
     variational_dropout: bool = False  # one dropout mask per sequence, reused at every time step
     residual: bool = False  # layers 2.. add their input to their output
     tie_embeddings: bool = False  # the softmax reuses the target embedding matrix (needs embed == hidden)
+    # Language models (AWD-LSTM, Merity et al. 2017): DropConnect on the recurrent matrices, one
+    # mask per window; and dropping whole words' embeddings (not single units).
+    weight_drop: float = 0.0
+    word_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,18 @@ class TrainConfig:
     eval_every: int = 1000
     save_every: int = 1000
     eval_bleu_sentences: int = 500  # dev sentences decoded greedily for BLEU at each eval (0: rank by perplexity)
+    # Language models (task: lm): truncated BPTT over windows of `bptt` tokens of the stream, the
+    # state carried (detached) from window to window; or whole sentences ("sentences").
+    lm_batching: Literal["stream", "sentences"] = "stream"
+    bptt: int = 35
+    bptt_variable: bool = False  # AWD-LSTM: a window of about N(bptt, 5) tokens, or of bptt / 2 one time in 20
+    eval_batch_size: int = 10  # parallel rows of the dev stream (language models)
+    ar_alpha: float = 0.0  # activation regularisation: alpha * mean(h_t^2) of the top layer's dropped output
+    tar_beta: float = 0.0  # temporal activation regularisation: beta * mean((h_t - h_(t-1))^2)
+    # Non-monotonically triggered averaged SGD (Merity et al.): once the dev score has not improved
+    # for asgd_patience evaluations, the weights are averaged from then on and evaluated averaged.
+    averaging: Literal["none", "nt-asgd"] = "none"
+    asgd_patience: int = 5
 
 
 @dataclass(frozen=True)
@@ -128,26 +147,50 @@ class DecodeOptions:
     beam: int = 12
     batch_size: int = 64  # sentences per search batch
     length_penalty: float = 0.0  # score / length**alpha; 0 is the paper's plain log-probability
-    max_len_a: float = 2.0  # the output stops at max_len_a * source_length + max_len_b tokens
+    # Subtracted from a finished hypothesis's score once per output token (EOS included), after
+    # the length normalisation: positive favours shorter translations, negative longer (Marian's).
+    word_penalty: float = 0.0
+    max_len_a: float = 2.0  # the output stops at max_len_a * source_length + max_len_b tokens (EOS included)
     max_len_b: int = 10
+    min_len_a: float = 0.0  # no EOS before min_len_a * source_length + min_len_b tokens (EOS not counted)
+    min_len_b: int = 0
     n_best: int = 1  # hypotheses returned per sentence, best first
+    no_repeat_ngram: int = 0  # n > 0: no hypothesis holds the same n tokens in a row twice
+    # How an ensemble combines its members' next-token distributions: the mean of the
+    # probabilities (the paper) or of the log-probabilities, renormalised.
+    ensemble_mode: Literal["mean", "log_linear"] = "mean"
+    # Sampling instead of search: n_samples draws per sentence from the softmax at `temperature`
+    # (0: greedy), kept to the top_k most likely tokens (0: all) and then to the smallest set
+    # whose probability reaches top_p (1: all); the n_best most likely samples are returned.
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    n_samples: int = 1
+    seed: int = 1  # of the samples' random stream (one per translate call)
+    cuda_graphs: bool = False  # replay beam and greedy steps as CUDA graphs (one per row count); CUDA only
 
     def override(self, *, option_name: Callable[[str], str] = lambda key: f"decode.{key}",
                  **changes) -> "DecodeOptions":
         """A checked copy with the given values; None leaves a value as it is. An n_best above the
-        beam raises the beam to n_best unless the beam was given too. Errors name a value by
-        `option_name(key)` (the command line passes its flags' names)."""
+        beam (above n_samples when sampling) raises it to n_best unless it was given too. Errors
+        name a value by `option_name(key)` (the command line passes its flags' names)."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        if "beam" not in changes and changes.get("n_best", 0) > self.beam:
-            changes["beam"] = changes["n_best"]
+        widened = "n_samples" if changes.get("sample", self.sample) else "beam"
+        if widened not in changes and changes.get("n_best", 0) > getattr(self, widened):
+            changes[widened] = changes["n_best"]
         options = dataclasses.replace(self, **{k: _coerce(option_name(k), v, _hint(DecodeOptions, k))
                                                for k, v in changes.items()})
         check_decode(options, option_name)
         return options
 
 
+TASKS = ("translation", "lm")
+
+
 @dataclass(frozen=True)
 class Config:
+    task: Literal["translation", "lm"] = "translation"  # a top-level key: `task: lm`
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -159,7 +202,7 @@ class Config:
                                                                     for k, v in items})
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "task"}
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeOptions}
 
 
@@ -257,10 +300,11 @@ def config_from_dict(raw: Any) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping with the sections data, model, train, decode")
     for name in raw:
-        if name not in _SECTION_CLASSES:
-            raise ConfigError(f"unknown config section '{name}'{_closest(str(name), _SECTION_CLASSES)}")
+        if name not in _SECTION_CLASSES and name != "task":
+            raise ConfigError(f"unknown config section '{name}'{_closest(str(name), [*_SECTION_CLASSES, 'task'])}")
+    task = _coerce("task", raw.get("task", "translation"), Literal["translation", "lm"])
     try:
-        config = Config(**{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
+        config = Config(task=task, **{name: _build_section(name, raw.get(name)) for name in _SECTION_CLASSES})
     except RecursionError:
         raise ConfigError("a config value is nested too deeply: a config holds sections of keys and plain values") from None
     validate(config)
@@ -286,12 +330,17 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for name, section in raw.items():
+        if name == "task":
+            continue
         if name not in _SECTION_CLASSES:
             raise ConfigError(f"unknown config section {shown(name)}{_closest(str(name)[:100], _SECTION_CLASSES)}")
         if section is not None and not isinstance(section, dict):
             raise ConfigError(f"config section '{name}' must be a mapping of keys to values, got {shown(section)}")
-    raw = {name: dict(section or {}) for name, section in raw.items()}
+    raw = {name: section if name == "task" else dict(section or {}) for name, section in raw.items()}
     for text in overrides:
+        if text.split("=", 1)[0].strip() == "task":  # the one top-level key
+            raw["task"] = text.split("=", 1)[1].strip()
+            continue
         section, key, value = parse_override(text)
         if section not in _SECTION_CLASSES:
             raise ConfigError(f"unknown config section '{section}' in override '{text}'{_closest(section, _SECTION_CLASSES)}")
@@ -412,7 +461,7 @@ def validate(config: Config) -> None:
              "model.input_feeding needs Luong attention: set model.attention to dot, general or concat")
     _require(not m.bidirectional or m.hidden % 2 == 0,
              f"a bidirectional encoder splits model.hidden in two: make it even, got {m.hidden}")
-    _require(not m.tie_embeddings or m.embed == m.hidden,
+    _require(not m.tie_embeddings or m.embed == m.hidden or config.task == "lm",  # a language model projects
              f"model.tie_embeddings needs model.embed == model.hidden, got {m.embed} and {m.hidden}")
     _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
              "config key 'train.adam_betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]")
@@ -427,6 +476,25 @@ def validate(config: Config) -> None:
         _require(t.pipeline_chunk > 0, "config key 'train.pipeline_chunk' must be positive")
         _require(bool(t.devices), "train.softmax_devices needs train.devices (the layer pipeline)")
     _require(t.warmup_steps >= 0, "config key 'train.warmup_steps' must be 0 or more")
+    for key, value in [("model.weight_drop", m.weight_drop), ("model.word_dropout", m.word_dropout)]:
+        _require(0 <= value < 1, f"config key '{key}' must be in [0, 1), got {value}")
+    for key, value in [("train.bptt", t.bptt), ("train.eval_batch_size", t.eval_batch_size),
+                       ("train.asgd_patience", t.asgd_patience)]:
+        _require(value > 0, f"config key '{key}' must be positive, got {value}")
+    _require(t.ar_alpha >= 0 and t.tar_beta >= 0, "train.ar_alpha and train.tar_beta must be 0 or more")
+    if config.task == "lm":
+        _require(m.attention == "none" and not m.bidirectional and not m.input_feeding and not t.devices,
+                 "a language model (task: lm) has no encoder: drop model.attention, model.bidirectional, "
+                 "model.input_feeding and train.devices")
+        _require(t.lm_batching == "sentences" or not t.max_tokens, "train.max_tokens needs train.lm_batching: sentences")
+        _require(t.label_smoothing == 0, "train.label_smoothing is for translation: a language model's perplexity "
+                 "needs the plain cross-entropy")
+        _require(not t.static_shapes or t.lm_batching == "stream", "train.static_shapes: a language model's stream "
+                 "windows have static shapes already; with lm_batching: sentences it is not supported yet")
+    else:
+        _require(m.weight_drop == 0 and m.word_dropout == 0 and t.ar_alpha == 0 and t.tar_beta == 0
+                 and t.averaging == "none", "model.weight_drop, model.word_dropout, train.ar_alpha, train.tar_beta "
+                 "and train.averaging are for language models (task: lm) yet")
     _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")
     _require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
@@ -436,10 +504,30 @@ def validate(config: Config) -> None:
 def check_decode(dec: DecodeOptions, name: Callable[[str], str] = lambda key: f"decode.{key}") -> None:
     """The decode section's rules, for a config and for options overridden at decode time; a value
     is named `name(key)` in the message."""
-    for key in ("beam", "batch_size", "n_best"):
+    for key in ("beam", "batch_size", "n_best", "n_samples"):
         _require(getattr(dec, key) > 0, f"{name(key)} must be positive, got {getattr(dec, key)}")
-    _require(dec.n_best <= dec.beam, f"{name('n_best')} {dec.n_best} cannot exceed {name('beam')} {dec.beam}")
+    for key in ("length_penalty", "word_penalty", "max_len_a", "min_len_a", "temperature", "top_p"):
+        _require(math.isfinite(getattr(dec, key)), f"{name(key)} must be a finite number, got {getattr(dec, key)}")
+    if dec.sample:
+        _require(dec.n_best <= dec.n_samples, f"{name('n_best')} {dec.n_best} cannot exceed {name('n_samples')} "
+                 f"{dec.n_samples} when sampling")
+    else:
+        _require(dec.n_best <= dec.beam, f"{name('n_best')} {dec.n_best} cannot exceed {name('beam')} {dec.beam}")
     _require(dec.max_len_a >= 0 and dec.max_len_b >= 0,
              f"{name('max_len_a')} and {name('max_len_b')} must be 0 or more")
     _require(dec.max_len_a > 0 or dec.max_len_b > 0, f"{name('max_len_a')} and {name('max_len_b')} cannot both be 0")
+    _require(dec.min_len_a >= 0 and dec.min_len_b >= 0,
+             f"{name('min_len_a')} and {name('min_len_b')} must be 0 or more")
+    # The minimum counts tokens before EOS, the maximum counts EOS: this keeps min + 1 <= max for
+    # every source length (at the maximum EOS is forced anyway).
+    _require((dec.min_len_a == 0 and dec.min_len_b == 0) or (dec.min_len_a <= dec.max_len_a
+                                                              and dec.min_len_b < dec.max_len_b),
+             f"the minimum length must stay below the maximum: {name('min_len_a')} {dec.min_len_a} can be at most "
+             f"{name('max_len_a')} {dec.max_len_a}, and {name('min_len_b')} {dec.min_len_b} must be below "
+             f"{name('max_len_b')} {dec.max_len_b}")
     _require(dec.length_penalty >= 0, f"{name('length_penalty')} must be 0 or more, got {dec.length_penalty}")
+    _require(dec.no_repeat_ngram >= 0, f"{name('no_repeat_ngram')} must be 0 (off) or more, got {dec.no_repeat_ngram}")
+    _require(dec.temperature >= 0, f"{name('temperature')} must be 0 (greedy) or more, got {dec.temperature}")
+    _require(dec.top_k >= 0, f"{name('top_k')} must be 0 (all tokens) or more, got {dec.top_k}")
+    _require(0 < dec.top_p <= 1, f"{name('top_p')} must be in (0, 1] (1: all tokens), got {dec.top_p}")
+    _require(0 <= dec.seed < 2 ** 63, f"{name('seed')} must be a whole number from 0 to 2**63 - 1, got {dec.seed}")

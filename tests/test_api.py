@@ -71,3 +71,44 @@ def test_the_readme_python_example_runs(trained_run, capsys):
     exec(code.replace('"runs/quickstart/run"', repr(str(trained_run))), {})
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 + 3  # the best translation, then the three of the n-best list
+
+
+def test_samples_repeat_with_their_seed_and_n_best_lines_carry_token_scores(trained_run):
+    from nmt import Translator
+    from nmt.decode.translate import format_output
+
+    translator = Translator.load(trained_run, device="cpu")
+    lines = ["wa0 wb1", "wc2 wd3 we4", "wf5"]
+    options = translator.options(sample=True, n_samples=4, n_best=4, seed=3, temperature=1.5)
+    torch.manual_seed(99)  # the global random state plays no part
+    first = translator.translate(lines, options)
+    assert translator.translate(lines, options) == first and all(len(hyps) == 4 for hyps in first)
+    assert translator.translate(lines, translator.options(sample=True, n_samples=4, n_best=4, seed=4,
+                                                          temperature=1.5)) != first
+    for hyps in first:
+        for t in hyps:
+            assert len(t.token_scores) == len(t.tokens) + 1 and sum(t.token_scores) == pytest.approx(t.log_prob, abs=1e-5)
+    printed = format_output(first, 4).splitlines()
+    index, text, score, per_token = printed[0].split(" ||| ")
+    assert index == "0" and float(score) == pytest.approx(first[0][0].score, abs=1e-4)
+    assert [float(s) for s in per_token.split()] == pytest.approx(first[0][0].token_scores, abs=1e-4)
+    with pytest.raises(ConfigError, match="n_best 5 cannot exceed decode.n_samples 4"):
+        translator.options(sample=True, n_samples=4, n_best=5)
+    assert translator.options(sample=True, n_best=6).n_samples == 6  # as n_best widens the beam
+
+
+def test_search_options_reach_the_search(trained_run):
+    from nmt import Translator
+
+    translator = Translator.load(trained_run, device="cpu")
+    line = ["wa0 wb1 wc2 wd3"]
+    [[long]] = translator.translate(line, translator.options(beam=2, min_len_b=7, max_len_a=3.0, max_len_b=10))
+    assert len(long.tokens) >= 7
+    [[short]] = translator.translate(line, translator.options(beam=2, max_len_a=0.0, max_len_b=3))
+    assert len(short.tokens) <= 2
+    [[plain]] = translator.translate(line, translator.options(beam=3))
+    [[penalised]] = translator.translate(line, translator.options(beam=3, word_penalty=2.0))
+    assert penalised.score == pytest.approx(plain.score - 2.0 * (len(plain.tokens) + 1), abs=1e-5) \
+        or len(penalised.tokens) < len(plain.tokens)
+    [[blocked]] = translator.translate(line, translator.options(beam=3, no_repeat_ngram=1))
+    assert len(set(blocked.tokens)) == len(blocked.tokens)

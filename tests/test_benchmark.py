@@ -90,3 +90,27 @@ def test_quickstart_benchmark_records_its_cases(tmp_path):
     record = records[0]
     assert record["returncode"] == 0 and record["wall_seconds"] > 0 and 0 <= record["bleu"] <= 100
     assert record["steps"] == 60 and record["eta_error_seconds"]["reports"] == 5 and record["commit"]  # from step 20
+
+
+def test_decode_benchmark_runs_tiny_on_cpu(tmp_path):
+    """scripts/benchmark_decode.py end to end with tiny models: every case ran and reported its rates."""
+    import random
+
+    from scripts.benchmark_decode import main as decode_benchmark
+
+    rng = random.Random(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "barked", "loudly", "outside"]
+    src = tmp_path / "src.en"
+    src.write_text("".join(" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + "\n"
+                           for _ in range(80)), encoding="utf-8")
+    out = tmp_path / "decode.json"
+    records = decode_benchmark(["--src", str(src), "--tiny", "--device", "cpu", "--batch", "4", "--limit", "12",
+                                "--beams", "1,3", "--ceiling-steps", "2", "--spm-vocab", "40", "--out", str(out)])
+    assert json.loads(out.read_text()) == records
+    assert not [r for r in records if "error" in r]
+    assert {(r["kind"], r["arch"], r["beam"]) for r in records} == {
+        (kind, arch, beam) for kind in ("ceiling", "search") for arch in ("paper", "attention") for beam in (1, 3)}
+    for r in records:
+        assert r["row_steps_per_second"] > 0 and r["commit"] and r["device"]
+        if r["kind"] == "search":
+            assert r["sentences"] == 12 and r["ratio_to_ceiling"] > 0 and r["row_steps"] >= r["steps"] > 0

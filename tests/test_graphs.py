@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nmt.config import config_from_dict
 from nmt.train import graphs
 from nmt.train.loop import Trainer
 from nmt.train.schedule import set_rate
@@ -181,3 +182,48 @@ def test_an_eager_step_never_waits_for_the_device(workspace, model):
             trainer._step_on(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_captured_language_model_steps_carry_the_state_like_the_eager_loop(tmp_path, monkeypatch):
+    """A language model's windows replayed as (emulated) graphs: the carried state is written in
+    place inside the step, so replays must end with the eager loop's weights."""
+    from nmt.tasks import prepare_data
+    from tests.test_lm import lm_config_dict, write_lm_corpus
+
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    write_lm_corpus(tmp_path / "text")
+    settings = dict(static_shapes=True, max_steps=8, eval_every=100, save_every=100, bptt_variable=True)
+    prepare_data(config_from_dict(lm_config_dict(tmp_path)))
+    eager = Trainer(config_from_dict(lm_config_dict(tmp_path, train={**settings, "run_dir": str(tmp_path / "e")})))
+    eager.run_dir.mkdir()
+    eager.train_steps()
+    captured = Trainer(config_from_dict(lm_config_dict(tmp_path, train={**settings, "run_dir": str(tmp_path / "g")})))
+    fake_cuda(monkeypatch, captured.model)
+    captured.run_dir.mkdir()
+    captured.captured = graphs.CapturedSteps(captured.update, captured.parameters, captured.optimizer,
+                                             captured.device)
+    captured.train_steps()
+    assert len(captured.captured.graphs) >= 2
+    for a, b in zip(eager.model.state_dict().values(), captured.model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="real CUDA graph capture needs a CUDA GPU")
+def test_real_cuda_graphs_train_a_language_model_like_the_eager_loop(tmp_path):
+    from nmt.tasks import prepare_data
+    from tests.test_lm import lm_config_dict, write_lm_corpus
+
+    write_lm_corpus(tmp_path / "text")
+    prepare_data(config_from_dict(lm_config_dict(tmp_path)))
+    trainers = {}
+    for cuda_graphs in (False, True):
+        config = config_from_dict(lm_config_dict(tmp_path, model={"dropout": 0.0}, train=dict(
+            device="cuda", bf16=False, static_shapes=True, cuda_graphs=cuda_graphs, max_steps=10, eval_every=100,
+            save_every=100, run_dir=str(tmp_path / f"lm-graphs-{cuda_graphs}"))))
+        trainer = Trainer(config)
+        trainer.run_dir.mkdir()
+        trainer.train_steps()
+        trainers[cuda_graphs] = trainer
+    assert trainers[True].captured is not None and len(trainers[True].captured.graphs) >= 1
+    for a, b in zip(trainers[False].model.state_dict().values(), trainers[True].model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

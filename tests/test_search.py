@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from nmt.data.tokenizer import BOS, EOS
-from nmt.decode.search import beam_search, first_non_eos, greedy_search, length_normalize, top_candidates
+from nmt.decode.beam import first_non_eos, top_candidates
+from nmt.decode.search import beam_search, greedy_search, length_normalize
 from nmt.model import Seq2Seq
 
 A, B, C = 4, 5, 6
@@ -22,6 +23,9 @@ class ScriptedState:
 
     def select(self, indices):
         return ScriptedState([self.prefixes[i] for i in indices.tolist()])
+
+    def reorder(self, indices, sentences=None):  # no attention memory: any rows, as select
+        return self.select(indices)
 
 
 class ScriptedDecoder:
@@ -108,11 +112,12 @@ def test_top_candidates_and_first_non_eos_helpers():
 
 # --- small random models -------------------------------------------------------------------
 
-def random_model(seed: int, vocab: int = 11) -> Seq2Seq:
+def random_model(seed: int, vocab: int = 11, **options) -> Seq2Seq:
+    """A small Seq2Seq; `options` are its later switches (cell="gru", attention="general", ...)."""
     torch.manual_seed(seed)
     # A wide init makes the distributions peaked, so the search makes real choices.
     return Seq2Seq(src_vocab_size=vocab, tgt_vocab_size=vocab, embed=6, hidden=8, layers=2,
-                   init_range=1.0).eval()
+                   init_range=1.0, **options).eval()
 
 
 def random_batch(seed: int, vocab: int = 11, size: int = 5):
@@ -171,3 +176,107 @@ def test_batched_beam_agrees_with_unbatched_reference(seed, beam, alpha):
             expected = reference_beam(model, src[row, :n].tolist(), beam=beam, max_len=n + 2, alpha=alpha)
             assert [h.tokens for h in hyps] == [e[1] for e in expected]
             assert [h.log_prob for h in hyps] == pytest.approx([e[2] for e in expected], abs=1e-5)
+
+
+# --- the search features, on hand-written tables -------------------------------------------------
+
+def test_hypotheses_carry_their_per_token_scores():
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2)
+    assert hyps[0].token_scores == pytest.approx([math.log(0.4), math.log(0.9)], abs=1e-6)  # B, EOS
+    assert hyps[1].token_scores == pytest.approx([math.log(0.6), math.log(0.35), math.log(0.6)], abs=1e-6)
+    for h in hyps:
+        assert sum(h.token_scores) == pytest.approx(h.log_prob, abs=1e-6)
+    [found] = greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=10)
+    assert found.token_scores == pytest.approx([math.log(p) for p in (0.6, 0.45, 0.7, 1.0)], abs=1e-6)
+
+
+@pytest.mark.parametrize("word_penalty, first", [(-2.0, [A, A]), (1.0, [B])])
+def test_word_penalty_is_subtracted_once_per_token_with_eos(word_penalty, first):
+    # Beam 2 finishes B-EOS (2 tokens, .36) and A-A-EOS (3 tokens, .126); a penalty below 0 is a
+    # bonus per token: log .36 + 4 = 2.978 < log .126 + 6 = 3.929, so the longer one wins.
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2,
+                         word_penalty=word_penalty)
+    scores = {tuple(h.tokens): h.rank_score for h in hyps}
+    assert scores == pytest.approx({(B,): math.log(0.36) - 2 * word_penalty,
+                                    (A, A): math.log(0.126) - 3 * word_penalty}, abs=1e-6)
+    assert hyps[0].tokens == first
+    [alpha] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2,
+                          word_penalty=0.5, length_penalty=1.0)
+    assert alpha[0].rank_score == pytest.approx(math.log(0.36) / 2 - 0.5 * 2, abs=1e-6)  # normalised, then penalised
+
+
+@pytest.mark.parametrize("minimum", [dict(min_len_b=2), dict(min_len_a=2.0)], ids=["absolute", "ratio"])
+def test_minimum_length_forbids_eos_before_it(minimum):
+    # No EOS before 2 tokens. Step 2: A-C .27, A-A .21, B-C .04 (the EOS of A and B forbidden).
+    # Step 3: A-C-A .189, A-A-EOS .126 (finishes), A-A-B .084, A-C-EOS .081. Step 4: both live
+    # ones must end (missing prefixes): A-C-A-EOS .189 finishes second, A-A-B-EOS is the third.
+    [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2,
+                         **minimum)  # the source has 1 token: 2.0 * 1 = 2 as well
+    assert [h.tokens for h in hyps] == [[A, C, A], [A, A]]
+    assert [h.log_prob for h in hyps] == pytest.approx([math.log(0.189), math.log(0.126)], abs=1e-6)
+    eos_first = {(): {EOS: 0.5, A: 0.3, B: 0.2}}
+    [found] = greedy_search(ScriptedDecoder(eos_first), *ONE_SOURCE, max_len_a=0, max_len_b=10)
+    assert found.tokens == [] and found.log_prob == pytest.approx(math.log(0.5))
+    [found] = greedy_search(ScriptedDecoder(eos_first), *ONE_SOURCE, max_len_a=0, max_len_b=10, min_len_b=1)
+    assert found.tokens == [A] and found.log_prob == pytest.approx(math.log(0.3))  # then (A,) ends surely
+
+
+def test_maximum_length_wins_over_the_minimum():
+    [found] = greedy_search(ScriptedDecoder(TABLE), *ONE_SOURCE, max_len_a=0, max_len_b=2, min_len_b=5)
+    assert found.tokens == [A] and found.log_prob == pytest.approx(math.log(0.12), abs=1e-6)
+
+
+# Greedy repeats itself: A B A B EOS (.9 * .8 * .7 * .6 = .3024).
+REPEATS = {
+    (): {A: 0.9, B: 0.1},
+    (A,): {B: 0.8, EOS: 0.2},
+    (A, B): {A: 0.7, EOS: 0.3},
+    (A, B, A): {B: 0.6, C: 0.3, EOS: 0.1},
+}
+
+
+@pytest.mark.parametrize("n, tokens, probability", [
+    (0, [A, B, A, B], 0.9 * 0.8 * 0.7 * 0.6),
+    (3, [A, B, A, B], 0.9 * 0.8 * 0.7 * 0.6),  # B-A-B is a new trigram
+    (2, [A, B, A, C], 0.9 * 0.8 * 0.7 * 0.3),  # A-B again is blocked: C instead
+    (1, [A, B], 0.9 * 0.8 * 0.3),  # A again is blocked: EOS instead
+])
+def test_no_repeat_ngram_blocks_an_ngram_the_hypothesis_holds(n, tokens, probability):
+    for search in (greedy_search, lambda *a, **k: beam_search(*a, beam=1, **k)[0]):
+        [found] = search(ScriptedDecoder(REPEATS), *ONE_SOURCE, max_len_a=0, max_len_b=10, no_repeat_ngram=n)
+        found = found[0] if isinstance(found, list) else found
+        assert found.tokens == tokens and found.log_prob == pytest.approx(math.log(probability), abs=1e-6)
+
+
+def test_repeated_ngrams_helpers():
+    from nmt.decode.beam import block_repeats, repeated_ngrams
+
+    history = torch.tensor([[A, B, A, C, A, 0, 0], [A, A, B, A, A, 0, 0]])  # 5 tokens so far, then room
+
+    def banned(t, n):
+        tokens, repeats = repeated_ngrams(history, torch.tensor(t), n)
+        return [sorted(set(row[hit].tolist())) for row, hit in zip(tokens, repeats)]
+
+    assert banned(5, 2) == [[B, C], [A, B]]  # after A: row 0 holds A-B and A-C, row 1 A-A and A-B
+    assert banned(5, 3) == [[], [B]]  # after C-A nothing; after A-A, A-A-B exists
+    assert banned(1, 2) == [[], []]  # one token: no bigram yet
+    log_probs = block_repeats(torch.zeros(2, VOCAB), history, torch.tensor(5), 2)
+    assert (log_probs == -math.inf).nonzero().tolist() == [[0, B], [0, C], [1, A], [1, B]]
+
+
+def test_search_stops_at_the_first_check_after_every_sentence_is_done(monkeypatch):
+    from nmt.decode import beam as loop
+    from nmt.decode.search import Counts
+
+    for check_every, steps in ((1, 3), (2, 4), (8, 8)):  # beam 2 is done after step 3 of at most 10
+        monkeypatch.setattr(loop, "CHECK_EVERY", check_every)
+        counts = Counts()
+        [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2,
+                             counts=counts)
+        assert [h.tokens for h in hyps] == [[B], [A, A]] and counts.steps == steps and counts.row_steps == 2 * steps
+
+
+def test_a_sentence_whose_hypotheses_all_die_gets_an_empty_one():
+    # Only EOS is possible after A, and EOS is forbidden for 3 tokens: every hypothesis dies.
+    [found] = greedy_search(ScriptedDecoder({(): {A: 1.0}}), *ONE_SOURCE, max_len_a=0, max_len_b=10, min_len_b=3)
+    assert found.tokens == [] and found.log_prob == -math.inf

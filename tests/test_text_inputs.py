@@ -387,6 +387,39 @@ def test_translate_more_bad_options(tmp_path, trained_run, options, words):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("options, words", [
+    (["--sample", "--top-p", "0"], ["--top-p", "(0, 1]", "got 0.0"]),
+    (["--sample", "--temperature", "-1"], ["--temperature", "0 (greedy) or more", "-1"]),
+    (["--min-len-b", "3"], ["--min-len-b 3", "below", "--max-len-b 3"]),
+    (["--word-penalty", "nan"], ["--word-penalty", "finite", "nan"]),
+    (["--sample", "--n-samples", "2", "--n-best", "3"], ["--n-best 3", "--n-samples 2", "sampling"]),
+    (["--ensemble-mode", "median"], ["--ensemble-mode", "mean, log_linear", "median"]),
+], ids=["top-p-0", "negative-temperature", "minimum-not-below-maximum", "word-penalty-nan",
+        "n-best-above-n-samples", "unknown-ensemble-mode"])
+def test_translate_bad_search_options(tmp_path, trained_run, options, words):
+    (tmp_path / "in.txt").write_text("wa0\n", encoding="utf-8")
+    before = snapshot(tmp_path)
+    usage_error(run_nmt("translate", "-m", trained_run, "in.txt", *options, cwd=tmp_path), *words)
+    assert snapshot(tmp_path) == before
+
+
+def test_translate_ensemble_with_another_target_vocabulary(tmp_path, trained_run):
+    """A member whose target pieces differ (here: the source model as its target tokenizer, the
+    same size, its checksum made consistent so that the checkpoint itself loads)."""
+    import hashlib
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_run / "best", other, symlinks=False)
+    (other / "tgt.model").write_bytes((other / "src.model").read_bytes())
+    meta = json.loads((other / "meta.json").read_text())
+    meta["tokenizers"]["tgt.model"] = hashlib.sha256((other / "tgt.model").read_bytes()).hexdigest()
+    (other / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "in.txt").write_text("wa0\n", encoding="utf-8")
+    usage_error(run_nmt("translate", "-m", trained_run, "-m", "other", "in.txt", cwd=tmp_path),
+                "ensemble member other", "another target vocabulary", "same size, other pieces",
+                "same prepared data")
+
+
 def test_translate_checkpoint_is_a_file(tmp_path, trained_run):
     shutil.copyfile(trained_run / "last" / "model.safetensors", tmp_path / "model.safetensors")
     (tmp_path / "in.txt").write_text("wa0\n", encoding="utf-8")

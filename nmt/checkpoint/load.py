@@ -20,6 +20,7 @@ import nmt
 from nmt import files
 from nmt.checkpoint.store import FORMAT, sha256, unique_state
 from nmt.config import Config, config_from_dict
+from nmt.data.monolingual import load_tokenizer
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 
@@ -28,7 +29,8 @@ META_KEYS = {"format": int, "tokenizers": dict, "weights_sha256": str}
 CONFIG_KEYS = {"data": dict, "model": dict, "train": dict, "decode": dict}
 TRAINER_KEYS = {"step": int, "epoch": int, "batch_in_epoch": int, "tgt_tokens": int, "train_seconds": float,
                 "optimizer": dict}
-TOKENIZER_NAMES = ({"spm.model"}, {"src.model", "tgt.model"})  # a joint model, or one per side
+# A joint model or one per side (translation); a language model's one vocabulary.
+TOKENIZER_NAMES = ({"spm.model"}, {"src.model", "tgt.model"}, {"tgt.model"}, {"tgt.vocab"})
 
 
 def read_json(path: Path, required: Optional[dict] = None) -> dict:
@@ -86,9 +88,8 @@ class Checkpoint:
 
     @property
     def tokenizer_files(self) -> tuple[Path, Path]:
-        if "spm.model" in self.meta["tokenizers"]:  # one joint model
-            return self.folder / "spm.model", self.folder / "spm.model"
-        return self.folder / "src.model", self.folder / "tgt.model"
+        names = sorted(self.meta["tokenizers"])  # one name: a joint model, or a language model's vocabulary
+        return (self.folder / names[0], self.folder / names[-1])  # src.model sorts before tgt.model
 
     def identity(self) -> dict:
         """What two checkpoints must share to be averaged or resumed into each other."""
@@ -96,7 +97,7 @@ class Checkpoint:
 
     def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
         """(source, target) tokenizers, each checked against the checksum in meta.json."""
-        loaded = {path: Tokenizer(path) for path in set(self.tokenizer_files)}
+        loaded = {path: load_tokenizer(path) for path in set(self.tokenizer_files)}
         for path, tokenizer in loaded.items():
             if self.meta["tokenizers"][path.name] != tokenizer.checksum:
                 raise CheckpointError(f"{path} is not the tokenizer this model was trained with "

@@ -78,11 +78,13 @@ def rng_tensors() -> dict[str, torch.Tensor]:
 
 def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, config: Config,
                     tokenizer_files: tuple[Path, Path], score: Optional[float] = None, best: bool = False,
-                    keep_best: int = 1) -> Path:
+                    keep_best: int = 1, extra_tensors: Optional[dict] = None) -> Path:
     """Write checkpoints/step-N atomically, point `last` (and `best`) at it, prune the rest.
 
     `score` is the dev score of these weights (higher is better; None if not evaluated): the
     `keep_best` best-scoring checkpoints survive pruning besides the one `last` points at.
+    `extra_tensors` join the optimizer's in trainer.safetensors (a language model's carried state,
+    the trained weights beside an average).
     """
     folder_name = f"step-{trainer_state['step']:08d}"
     root = run_dir / CHECKPOINTS
@@ -96,11 +98,11 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, trainer_state: dict, con
         weights = {k: v.detach().cpu().contiguous() for k, v in unique_state(model).items()}
         _save_tensors(weights, tmp / "model.safetensors", {"format": "pt", "nmt_version": nmt.__version__})
         opt_tensors, opt_settings = optimizer_to_tensors(optimizer.state_dict())
-        _save_tensors({**opt_tensors, **rng_tensors()}, tmp / "trainer.safetensors")
+        _save_tensors({**opt_tensors, **rng_tensors(), **(extra_tensors or {})}, tmp / "trainer.safetensors")
         write_json(tmp / "trainer.json", {**trainer_state, "score": score, "optimizer": opt_settings})
         write_json(tmp / "config.json", config.to_dict())
         src_model, tgt_model = tokenizer_files
-        names = ("spm.model",) if src_model == tgt_model else ("src.model", "tgt.model")
+        names = (Path(src_model).name,) if src_model == tgt_model else ("src.model", "tgt.model")
         for name, source in zip(names, (src_model, tgt_model)):
             shutil.copyfile(source, tmp / name)
         write_json(tmp / "meta.json", {

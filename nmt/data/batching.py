@@ -23,12 +23,13 @@ from nmt.errors import DataError
 
 
 class ParallelData:
-    """One split of a prepared-data folder, memory-mapped (never unpickled)."""
+    """One split of a prepared-data folder, memory-mapped (never unpickled); a language model's
+    folder has the target side only (`sides=("tgt",)`)."""
 
-    def __init__(self, folder: str | Path, split: str):
+    def __init__(self, folder: str | Path, split: str, sides: tuple[str, ...] = ("src", "tgt")):
         folder = Path(folder)
         self.sides = {}
-        for side in ("src", "tgt"):
+        for side in sides:
             ids_path, offsets_path = folder / f"{split}.{side}.ids.npy", folder / f"{split}.{side}.offsets.npy"
             if not ids_path.is_file() or not offsets_path.is_file():
                 raise DataError(f"{folder} has no '{split}' split ({ids_path.name} missing): run nmt preprocess with --{split}")
@@ -37,8 +38,8 @@ class ParallelData:
             if offsets.ndim != 1 or offsets[-1] != len(ids):
                 raise DataError(f"{offsets_path} does not match {ids_path.name}: run nmt preprocess again")
             self.sides[side] = (ids, offsets)
-        self.src_lens = np.diff(self.sides["src"][1])
         self.tgt_lens = np.diff(self.sides["tgt"][1])
+        self.src_lens = np.diff(self.sides["src"][1]) if "src" in self.sides else self.tgt_lens
         if len(self.src_lens) != len(self.tgt_lens):
             raise DataError(f"{folder}: the {split} split has different source and target counts: run nmt preprocess again")
 

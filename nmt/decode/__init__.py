@@ -1,1 +1,1 @@
-"""Search (greedy, beam) and translating files."""
+"""Search (greedy, beam, sampling) and translating files."""

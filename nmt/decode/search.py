@@ -1,34 +1,50 @@
-"""Greedy and batched beam search over any model with `encode` / `decode_step`.
+"""Greedy search, beam search and sampling over any model with `encode` / `decode_step`.
 
-Search knows the model only through that protocol and the state's `select(indices)`, and takes
-its settings whole, as one `DecodeOptions` (`search`).
+Search knows the model only through that protocol and its state's two methods: `select(indices)`
+(keep any rows) and `reorder(indices, sentences=None)` (keep rows that stay with their sentence,
+so the attention memory, one row per sentence, is copied only when sentences leave the batch;
+see nmt/model/seq2seq.py's DecoderState). `search` takes its settings whole, as one
+`DecodeOptions`; the three searches below take plain keywords. All three run the device-side
+loop of nmt/decode/beam.py, which says step by step what happens; they differ in how a step picks
+its candidates (the 2K best extensions, the most likely token, a sampled one).
 
-Beam search, per step, for B sentences with K hypotheses each (rows flattened to B*K):
-  1. log_probs (B*K, V) = decode_step(last tokens, state); add each row's running score.
-  2. Take the 2K best (row, token) candidates of each sentence: K of them can end in EOS,
-     so at least K candidates always continue.
-  3. An EOS candidate among the first K leaves the beam and joins the sentence's finished set
-     (the paper's rule); the K best other candidates form the next beam.
-  4. A sentence is done once it has K finished hypotheses; at its maximum length every
-     hypothesis is forced to end with EOS. Done sentences leave the batch.
+What every search obeys:
+  - lengths: at most floor(max_len_a * source length + max_len_b) tokens, EOS included (at least
+    1); EOS is not allowed before floor(min_len_a * source length + min_len_b) tokens, EOS not
+    counted (0: any time). At the maximum every hypothesis ends, minimum reached or not;
+  - no_repeat_ngram n > 0: a hypothesis never holds the same n tokens in a row twice;
+  - ranking of finished hypotheses (`rank`): log_prob / length**alpha - word_penalty * length,
+    length counting EOS. A positive word penalty favours shorter translations, a negative one
+    longer (Marian's --word-penalty); within one step every live hypothesis has the same length,
+    so the penalty and alpha change only which finished hypotheses rank first.
+A hypothesis's log_prob is the model's (for an ensemble, the combined distribution's), and
+token_scores holds its terms: one per token, EOS's last.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
 from nmt.config import DecodeOptions
-from nmt.data.tokenizer import BOS, EOS
+from nmt.decode import beam as loop
+from nmt.decode.beam import Counts, Finished, best_extensions, most_likely
+from nmt.decode.sampling import sampled_candidates, sampling_generator
+
+__all__ = ["Counts", "Hypothesis", "beam_search", "greedy_search", "sample_search", "search"]
 
 
 @dataclass(order=True)
 class Hypothesis:
-    rank_score: float  # the score search ranks by: log-probability / length**alpha
+    rank_score: float  # the score search ranks by: log_prob / length**alpha - word_penalty * length
     tokens: list[int] = field(compare=False)  # without BOS and EOS
     log_prob: float = field(compare=False)  # sum of the log-probabilities, EOS included
+    token_scores: list[float] = field(default_factory=list, compare=False)  # one per token, then EOS's
 
 
 def max_lengths(src_lens: torch.Tensor, a: float, b: int) -> torch.Tensor:
@@ -36,120 +52,124 @@ def max_lengths(src_lens: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (src_lens.double() * a + b).floor().clamp(min=1).long()
 
 
+def min_lengths(src_lens: torch.Tensor, a: float, b: int) -> torch.Tensor:
+    """Fewest tokens before EOS per sentence: a * source length + b."""
+    return (src_lens.double() * a + b).floor().long()
+
+
 def length_normalize(log_prob: float, length: int, alpha: float) -> float:
     return log_prob / (length ** alpha) if alpha else log_prob
 
 
-@torch.no_grad()
-def search(model, src, src_lens, options: DecodeOptions) -> list[list[Hypothesis]]:
-    """Each sentence's `options.n_best` hypotheses, best first: greedy for beam 1, else beam search."""
-    limits = dict(max_len_a=options.max_len_a, max_len_b=options.max_len_b, length_penalty=options.length_penalty)
-    if options.beam == 1 and options.n_best == 1:
-        return [[h] for h in greedy_search(model, src, src_lens, **limits)]
-    return beam_search(model, src, src_lens, beam=options.beam, n_best=options.n_best, **limits)
+def rank(log_prob: float, length: int, alpha: float, word_penalty: float) -> float:
+    """The finished hypotheses' ranking score; `length` counts EOS."""
+    return length_normalize(log_prob, length, alpha) - word_penalty * length
+
+
+def collect(finished: Finished, *, groups_per_sentence: int, n_best: int, length_penalty: float,
+            word_penalty: float) -> list[list[Hypothesis]]:
+    """The host's one read of the results: each sentence's n_best hypotheses, best first.
+
+    Ranking needs only the lengths and log-probabilities; the tokens and their scores are read
+    for the hypotheses returned alone. A sentence whose hypotheses all died (every continuation
+    forbidden) gets one empty hypothesis scored -inf."""
+    k = finished.length.size(1) - 1  # the last slot is the sink
+    lengths, log_probs = finished.length[:, :k].tolist(), finished.log_prob[:, :k].tolist()
+    chosen = []  # per sentence: (rank score, group, slot), best first
+    for first in range(0, len(lengths), groups_per_sentence):
+        found = [(rank(log_probs[g][s], n + 1, length_penalty, word_penalty), g, s)
+                 for g in range(first, first + groups_per_sentence) for s in range(k) if (n := lengths[g][s]) >= 0]
+        # a stable sort on the score alone: equal scores stay in the order they finished
+        chosen.append(sorted(found, key=lambda f: f[0], reverse=True)[:n_best])
+    where = torch.tensor([(g, s) for hyps in chosen for _, g, s in hyps], dtype=torch.long).view(-1, 2)
+    where = where.to(finished.tokens.device)
+    tokens = finished.tokens[where[:, 0], where[:, 1]].tolist()  # (M, L) for the M hypotheses returned
+    token_scores = finished.token_scores[where[:, 0], where[:, 1]].tolist()
+    results, i = [], 0
+    for hyps in chosen:
+        results.append([])
+        for score, g, s in hyps:
+            n = lengths[g][s]
+            results[-1].append(Hypothesis(score, tokens[i][:n], log_probs[g][s], token_scores[i][:n + 1]))
+            i += 1
+        results[-1] = results[-1] or [Hypothesis(-math.inf, [], -math.inf, [])]
+    return results
+
+
+def _searched(model, src, src_lens, *, k: int, samples: int, pick, n_best: int, max_len_a: float,
+              max_len_b: int, min_len_a: float, min_len_b: int, length_penalty: float, word_penalty: float,
+              no_repeat_ngram: int, cuda_graphs: bool, counts: Optional[Counts]) -> list[list[Hypothesis]]:
+    src_lens = src_lens.cpu()  # the limits are computed on the host, then sent once
+    limits = [lengths(src_lens, a, b).repeat_interleave(samples)
+              for lengths, a, b in ((min_lengths, min_len_a, min_len_b), (max_lengths, max_len_a, max_len_b))]
+    finished = loop.run(model, src, src_lens, k=k, samples=samples, pick=pick, min_len=limits[0], max_len=limits[1],
+                        no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs, counts=counts)
+    return collect(finished, groups_per_sentence=samples, n_best=n_best, length_penalty=length_penalty,
+                   word_penalty=word_penalty)
 
 
 @torch.no_grad()
-def greedy_search(model, src, src_lens, *, max_len_a: float = 2.0, max_len_b: int = 10,
-                  length_penalty: float = 0.0) -> list[Hypothesis]:
-    """The most likely next token at every step; each sentence's hypothesis (tokens without EOS).
+def greedy_search(model, src, src_lens, *, max_len_a: float, max_len_b: int, min_len_a: float = 0.0,
+                  min_len_b: int = 0, length_penalty: float = 0.0, word_penalty: float = 0.0,
+                  no_repeat_ngram: int = 0, cuda_graphs: bool = False,
+                  counts: Optional[Counts] = None) -> list[Hypothesis]:
+    """The most likely allowed token at every step; each sentence's hypothesis (tokens without EOS).
 
     At a sentence's length limit EOS is written in place of the best token, as beam search
-    does, so beam 1 equals greedy exactly (tokens and scores)."""
-    limits = max_lengths(src_lens, max_len_a, max_len_b).to(src.device)
-    state = model.encode(src, src_lens)
-    prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
-    finished = torch.zeros_like(prev, dtype=torch.bool)
-    log_prob = torch.zeros(src.size(0), dtype=torch.float32, device=src.device)
-    steps = []
-    for t in range(int(limits.max())):
-        log_probs, state = model.decode_step(prev, state)
-        # At its length limit a sentence must end, as in beam search.
-        prev = torch.where(t + 1 >= limits, EOS, log_probs.argmax(-1))
-        log_prob += torch.where(finished, 0.0, log_probs.gather(1, prev.unsqueeze(1)).squeeze(1))
-        steps.append(torch.where(finished, EOS, prev))
-        finished |= prev == EOS
-        if bool(finished.all()):
-            break
-    tokens = torch.stack(steps, 1).tolist()  # (B, T), every row holds an EOS
-    hypotheses = []
-    for row, score in zip(tokens, log_prob.tolist()):
-        row = row[:row.index(EOS)]
-        hypotheses.append(Hypothesis(length_normalize(score, len(row) + 1, length_penalty), row, score))
-    return hypotheses
-
-
-def top_candidates(scores: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """scores (N, K, V) running score of every extension -> the 2K best per sentence.
-
-    Returns (candidate scores, source beam index, token), each (N, 2K), best first.
-    """
-    n, k, vocab = scores.shape
-    best, flat_index = scores.view(n, k * vocab).topk(min(2 * beam, k * vocab), dim=1)
-    return best, flat_index // vocab, flat_index % vocab
-
-
-def first_non_eos(tokens: torch.Tensor, beam: int) -> torch.Tensor:
-    """(N, 2K) candidate tokens -> (N, K) positions of the first K that are not EOS."""
-    width = tokens.size(1)
-    # EOS candidates are pushed behind all others; a stable sort keeps the score order.
-    key = (tokens == EOS).long() * width + torch.arange(width, device=tokens.device)
-    return key.argsort(dim=1)[:, :beam]
+    does, so beam 1 equals greedy (tokens and scores)."""
+    found = _searched(model, src, src_lens, k=1, samples=1, pick=most_likely, n_best=1, max_len_a=max_len_a,
+                      max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, length_penalty=length_penalty,
+                      word_penalty=word_penalty, no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs,
+                      counts=counts)
+    return [hyps[0] for hyps in found]
 
 
 @torch.no_grad()
-def beam_search(model, src, src_lens, *, beam: int, max_len_a: float = 2.0, max_len_b: int = 10,
-                length_penalty: float = 0.0, n_best: int = 1) -> list[list[Hypothesis]]:
-    """The n_best finished hypotheses of each sentence, best first."""
-    device, num_sentences = src.device, src.size(0)
-    limits = max_lengths(src_lens, max_len_a, max_len_b).tolist()
-    finished: list[list[Hypothesis]] = [[] for _ in range(num_sentences)]
+def beam_search(model, src, src_lens, *, beam: int, max_len_a: float, max_len_b: int, min_len_a: float = 0.0,
+                min_len_b: int = 0, length_penalty: float = 0.0, word_penalty: float = 0.0, n_best: int = 1,
+                no_repeat_ngram: int = 0, cuda_graphs: bool = False,
+                counts: Optional[Counts] = None) -> list[list[Hypothesis]]:
+    """The n_best finished hypotheses of each sentence, best first (the first `beam` to finish)."""
+    return _searched(model, src, src_lens, k=beam, samples=1, pick=best_extensions, n_best=n_best,
+                     max_len_a=max_len_a, max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b,
+                     length_penalty=length_penalty, word_penalty=word_penalty, no_repeat_ngram=no_repeat_ngram,
+                     cuda_graphs=cuda_graphs, counts=counts)
 
-    state = model.encode(src, src_lens).select(torch.arange(num_sentences, device=device).repeat_interleave(beam))
-    active = list(range(num_sentences))  # sentence ids still in the batch, in row order
-    scores = torch.full((num_sentences, beam), -math.inf, device=device)  # (N, K) running log-probs
-    scores[:, 0] = 0.0  # one live hypothesis at the start
-    history = torch.full((num_sentences, beam, 0), BOS, dtype=torch.long, device=device)  # (N, K, t)
-    prev = torch.full((num_sentences * beam,), BOS, dtype=torch.long, device=device)
 
-    for t in range(max(limits)):
-        log_probs, state = model.decode_step(prev, state)  # (N*K, V)
-        n = len(active)
-        candidates = scores.unsqueeze(2) + log_probs.view(n, beam, -1)  # (N, K, V)
-        at_limit = torch.tensor([t + 1 >= limits[s] for s in active], device=device)
-        if bool(at_limit.any()):  # out of room: every hypothesis must end here
-            forced = torch.full_like(candidates, -math.inf)
-            forced[..., EOS] = candidates[..., EOS]
-            candidates = torch.where(at_limit.view(n, 1, 1), forced, candidates)
-        cand_scores, cand_beams, cand_tokens = top_candidates(candidates, beam)  # (N, 2K)
+@torch.no_grad()
+def sample_search(model, src, src_lens, *, n_samples: int, temperature: float, generator: torch.Generator,
+                  max_len_a: float, max_len_b: int, top_k: int = 0, top_p: float = 1.0, n_best: int = 1,
+                  min_len_a: float = 0.0, min_len_b: int = 0, length_penalty: float = 0.0,
+                  word_penalty: float = 0.0, no_repeat_ngram: int = 0,
+                  counts: Optional[Counts] = None) -> list[list[Hypothesis]]:
+    """n_samples samples per sentence (temperature > 0; see nmt/decode/sampling.py); the n_best
+    of them by rank score, best first. Not captured in CUDA graphs (the draws use `generator`)."""
+    pick = functools.partial(sampled_candidates, temperature=temperature, top_k=top_k, top_p=top_p,
+                             generator=generator)
+    return _searched(model, src, src_lens, k=1, samples=n_samples, pick=pick, n_best=n_best, max_len_a=max_len_a,
+                     max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, length_penalty=length_penalty,
+                     word_penalty=word_penalty, no_repeat_ngram=no_repeat_ngram, cuda_graphs=False, counts=counts)
 
-        # Step 3a: EOS among the first K candidates finishes a hypothesis.
-        eos_rows, eos_ranks = torch.nonzero((cand_tokens[:, :beam] == EOS) & (cand_scores[:, :beam] > -math.inf),
-                                            as_tuple=True)
-        for row, rank in zip(eos_rows.tolist(), eos_ranks.tolist()):
-            sentence = active[row]
-            if len(finished[sentence]) < beam:
-                tokens = history[row, cand_beams[row, rank]].tolist()
-                log_prob = float(cand_scores[row, rank])
-                finished[sentence].append(Hypothesis(length_normalize(log_prob, len(tokens) + 1, length_penalty),
-                                                     tokens, log_prob))
 
-        # Step 3b: the K best non-EOS candidates continue.
-        keep = first_non_eos(cand_tokens, beam)  # (N, K)
-        scores = cand_scores.gather(1, keep)
-        source_beams = cand_beams.gather(1, keep)
-        next_tokens = cand_tokens.gather(1, keep)
-        history = torch.cat([history.gather(1, source_beams.unsqueeze(2).expand_as(history)),
-                             next_tokens.unsqueeze(2)], dim=2)
-
-        # Step 4: drop sentences that are done; reorder the state to follow the kept beams.
-        still = [row for row, s in enumerate(active) if len(finished[s]) < beam and t + 1 < limits[s]]
-        if not still:
-            break
-        rows = torch.tensor(still, device=device)
-        active = [active[row] for row in still]
-        scores, history, source_beams, next_tokens = scores[rows], history[rows], source_beams[rows], next_tokens[rows]
-        state = state.select((rows.unsqueeze(1) * beam + source_beams).view(-1))
-        prev = next_tokens.view(-1)
-
-    return [sorted(hyps, reverse=True)[:n_best] for hyps in finished]
+@torch.no_grad()
+def search(model, src, src_lens, options: DecodeOptions, *, generator: Optional[torch.Generator] = None,
+           counts: Optional[Counts] = None) -> list[list[Hypothesis]]:
+    """Each sentence's `options.n_best` hypotheses, best first: sampling when `options.sample`
+    (temperature 0 is greedy), else greedy for beam 1 and beam search above. Sampling draws from
+    `generator`, or from one seeded with `options.seed`. CUDA graphs only on CUDA, never for sampling."""
+    rules = dict(max_len_a=options.max_len_a, max_len_b=options.max_len_b, min_len_a=options.min_len_a,
+                 min_len_b=options.min_len_b, length_penalty=options.length_penalty,
+                 word_penalty=options.word_penalty, no_repeat_ngram=options.no_repeat_ngram, counts=counts)
+    cuda_graphs = options.cuda_graphs and src.device.type == "cuda"
+    if options.sample and options.temperature > 0:
+        generator = generator if generator is not None else sampling_generator(options.seed, src.device)
+        return sample_search(model, src, src_lens, n_samples=options.n_samples, n_best=options.n_best,
+                             temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
+                             generator=generator, **rules)
+    if options.sample:  # temperature 0: every sample is the greedy hypothesis
+        return [[dataclasses.replace(h) for _ in range(options.n_best)]
+                for h in greedy_search(model, src, src_lens, cuda_graphs=cuda_graphs, **rules)]
+    if options.beam == 1 and options.n_best == 1:
+        return [[h] for h in greedy_search(model, src, src_lens, cuda_graphs=cuda_graphs, **rules)]
+    return beam_search(model, src, src_lens, beam=options.beam, n_best=options.n_best, cuda_graphs=cuda_graphs,
+                       **rules)

@@ -24,8 +24,13 @@ from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
+from nmt.decode.sampling import sampling_generator
+from nmt.decode.quantize import quantize_device, quantize_model
+from nmt.decode.score import Score, score_candidates
 from nmt.decode.search import Hypothesis, search
+from nmt.decode.stream import is_stream, translate_stdin
 from nmt.device import autocast, pick_device
+from nmt.errors import CheckpointError
 from nmt.files import write_atomically
 from nmt.model.ensemble import Ensemble
 
@@ -33,9 +38,10 @@ from nmt.model.ensemble import Ensemble
 @dataclass(frozen=True)
 class Translation:
     text: str
-    score: float  # what search ranks by: log-probability / length**alpha (the length with EOS)
+    score: float  # what search ranks by: log_prob / length**alpha - word_penalty * length (EOS counted)
     tokens: tuple[int, ...]  # target token ids, without BOS and EOS
     log_prob: float  # the log-probability of the tokens and EOS
+    token_scores: tuple[float, ...] = ()  # its terms: each token's log-probability, EOS's last
 
 
 def length_batches(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
@@ -53,14 +59,18 @@ class Translator:
         self.config, self.device = config, device
 
     @classmethod
-    def load(cls, paths, device: str = "auto") -> "Translator":
+    def load(cls, paths, device: str = "auto", quantize: Optional[str] = None) -> "Translator":
         """One checkpoint or run folder, or several (an ensemble: all trained on the first one's
-        vocabularies). The first one's config gives the decoding defaults."""
+        vocabularies). The first one's config gives the decoding defaults. `quantize="int8"`
+        makes the weights int8 for a faster search on the CPU (nmt/decode/quantize.py)."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        device_ = pick_device(device)
+        device_ = pick_device(device) if quantize is None else quantize_device(quantize, device)
         loaded = [load_model(path, device_) for path in paths]
+        for member in loaded if quantize is not None else ():
+            quantize_model(member.model)
         first = loaded[0]
-        for other in loaded[1:]:
+        for path, other in zip(paths[1:], loaded[1:]):
+            check_same_target_vocabulary(first, other, str(paths[0]), str(path))
             check_compatible(first.checkpoint.identity(), other.checkpoint.identity(), same_model=False,
                              found_name=str(other.checkpoint.folder), expected_name=str(paths[0]),
                              fix="an ensemble needs models trained on the same prepared data")
@@ -78,22 +88,42 @@ class Translator:
         if self.config.data.lowercase:
             lines = [line.lower() for line in lines]
         found = self.search_ids(self.src_tokenizer.encode(lines), options)
-        return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob)
+        return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob, tuple(h.token_scores))
                  for text, h in zip(self.tgt_tokenizer.decode([h.tokens for h in hyps]), hyps)]
                 for hyps in found]
 
+    def score(self, sources: Sequence[str], candidates: Sequence[str], batch_size: Optional[int] = None) -> list[Score]:
+        """The log-probability of candidates[i] as a translation of sources[i] under this model or
+        ensemble, summed and per token (nmt/decode/score.py)."""
+        return score_candidates(self, sources, candidates, batch_size)
+
     @torch.no_grad()
     def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
-        """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty hypothesis."""
+        """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty
+        hypothesis. Samples come from one random stream per call, seeded by `options.seed`."""
         results: list[list[Hypothesis]] = [[Hypothesis(0.0, [], 0.0)] for _ in sequences]
+        model = self.model.with_mode(options.ensemble_mode) if isinstance(self.model, Ensemble) else self.model
+        generator = sampling_generator(options.seed, self.device) if options.sample else None
         for indices in length_batches(sequences, options.batch_size):
             src = pad([sequences[i] for i in indices]).to(self.device)
             src_lens = torch.tensor([len(sequences[i]) for i in indices])
             with autocast(self.device, self.config.train.bf16):
-                found = search(self.model, src, src_lens, options)
+                found = search(model, src, src_lens, options, generator=generator)
             for i, hyps in zip(indices, found):
                 results[i] = hyps
         return results
+
+
+def check_same_target_vocabulary(first, other, first_name: str, other_name: str) -> None:
+    """An ensemble combines its members' probabilities token id by token id: the same ids must
+    mean the same target pieces in every member."""
+    mine, theirs = first.tgt_tokenizer, other.tgt_tokenizer
+    if mine.vocab_size != theirs.vocab_size or mine.checksum != theirs.checksum:
+        sizes = (f"{theirs.vocab_size} pieces, not {mine.vocab_size}" if mine.vocab_size != theirs.vocab_size
+                 else "the same size, other pieces")
+        raise CheckpointError(f"ensemble member {other_name} has another target vocabulary than {first_name} "
+                              f"({sizes}): an ensemble combines next-token probabilities, so its members must be "
+                              f"trained on the same prepared data (the same target tokenizer)")
 
 
 def read_input(path: Optional[Path]) -> list[str]:
@@ -102,16 +132,20 @@ def read_input(path: Optional[Path]) -> list[str]:
     return [clean_line(line) for line in split_lines(decode_utf8(sys.stdin.buffer.read(), "<stdin>"))]
 
 
-def format_output(results: list[list[Translation]], n_best: int) -> str:
+def format_output(results: list[list[Translation]], n_best: int, first_index: int = 0) -> str:
     if n_best == 1:
         return "".join(hyps[0].text + "\n" for hyps in results)
-    # Moses n-best format: sentence index ||| hypothesis ||| score
-    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f}\n" for i, hyps in enumerate(results) for t in hyps)
+    # Moses n-best format: sentence index ||| hypothesis ||| score, then one more field: the
+    # log-probability of each target piece, EOS's last (they sum to the log-probability)
+    return "".join(f"{i} ||| {t.text} ||| {t.score:.4f} ||| {' '.join(f'{s:.4f}' for s in t.token_scores)}\n"
+                   for i, hyps in enumerate(results, first_index) for t in hyps)
 
 
 def translate_file(translator: Translator, input_path: Optional[Path], output_path: Optional[Path],
                    options: DecodeOptions) -> int:
     """Translate a file (or stdin) to a file (or stdout); returns the number of lines written."""
+    if input_path is None and output_path is None and is_stream(sys.stdin.buffer):
+        return translate_stdin(translator, options)  # a terminal or a pipe: answer each line as it arrives
     lines = read_input(input_path)
     text = format_output(translator.translate(lines, options), options.n_best)
     if output_path is None:

@@ -42,16 +42,21 @@ class Attention(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
                 mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """query (B, T, q), keys (B, S, q), memory (B, S, k), mask (B, S) True at real tokens.
+        """query (R, T, q), keys (n, S, q), memory (n, S, k), mask (n, S) True at real tokens.
 
-        Returns the context (B, T, k) and the attention weights (B, T, S).
+        R = n * g: the queries come in groups of g consecutive rows per memory row (beam search's
+        hypotheses of one sentence share its memory; g is 1 in training). Returns the context
+        (R, T, k) and the attention weights (R, T, S).
         """
+        rows, steps = query.shape[:2]
+        query = query.reshape(keys.size(0), -1, query.size(2))  # (n, g*T, q): a sentence's queries side by side
         if self.kind in ("dot", "general"):
-            scores = query @ keys.transpose(1, 2)  # (B, T, S)
+            scores = query @ keys.transpose(1, 2)  # (n, g*T, S)
         else:
-            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, q)
-            scores = self.v(hidden).squeeze(3)  # (B, T, S)
+            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (n, g*T, S, q)
+            scores = self.v(hidden).squeeze(3)  # (n, g*T, S)
         if mask is not None:
             scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores.float(), dim=-1).to(memory.dtype)
-        return weights @ memory, weights
+        context = weights @ memory  # (n, g*T, k)
+        return context.view(rows, steps, -1), weights.view(rows, steps, -1)

@@ -6,6 +6,8 @@ Options, all off for the paper's model:
   variational     the dropout mask is drawn once per sequence and reused at every time step
                   (Gal & Ghahramani); the recurrent connection itself stays cuDNN's
   residual        layer k >= 2 adds its input to its output
+  weight_drop     DropConnect on each layer's hidden-to-hidden matrix (AWD-LSTM, Merity et al. 2017):
+                  one mask per call of `forward`, i.e. per window of a language model
 
 Without residual connections or variational dropout the whole stack is one cuDNN call; otherwise
 it runs layer by layer (as it must when its layers sit on different GPUs). States use torch's layout: (layers * directions, B, hidden / directions).
@@ -36,14 +38,17 @@ def sequence_dropout_mask(batch: int, size: int, p: float, like: torch.Tensor) -
 
 class StackedRNN(nn.Module):
     def __init__(self, *, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool = False,
-                 dropout: float = 0.0, variational: bool = False, residual: bool = False, per_layer: bool = False):
+                 dropout: float = 0.0, variational: bool = False, residual: bool = False, per_layer: bool = False,
+                 weight_drop: float = 0.0):
         super().__init__()
         rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.is_lstm = cell == "lstm"
         self.directions = 2 if bidirectional else 1
         self.hidden, self.num_layers = hidden, layers
-        self.dropout, self.variational, self.residual = dropout, variational, residual
-        self.fused = not residual and not variational and not per_layer  # per_layer: for the layer pipeline
+        self.dropout, self.variational, self.residual, self.weight_drop = dropout, variational, residual, weight_drop
+        # per_layer: for the layer pipeline; weight drop replaces each layer's recurrent matrix
+        self.fused = not residual and not variational and not per_layer and not weight_drop
+        self.int8_cells: Optional[nn.ModuleList] = None  # one quantized cell per layer, for `step` (CPU decoding)
         per_direction = hidden // self.directions
         if self.fused:
             self.rnn = rnn_class(input_size, per_direction, layers, batch_first=True, bidirectional=bidirectional,
@@ -80,11 +85,12 @@ class StackedRNN(nn.Module):
                                c[i * per_layer:(i + 1) * per_layer] if c is not None else None)
             if i > 0:
                 x = self._drop_between(x, masks[i - 1])
-            device = layer.weight_hh_l0.device  # a layer pipeline puts layers on several devices
+            # A layer pipeline puts layers on several devices; a quantized layer (no float weights) runs on the CPU.
+            device = layer.weight_hh_l0.device if hasattr(layer, "weight_hh_l0") else x.device
             x = x.to(device)
             if layer_state is not None:
                 layer_state = tuple(s.to(device) if s is not None else None for s in layer_state)
-            out, (h_i, c_i) = self._run(layer, x, lengths, layer_state)
+            out, (h_i, c_i) = self._run(self._weight_dropped(layer), x, lengths, layer_state)
             x = out + x if self.residual and i > 0 else out
             finals_h.append(h_i)
             finals_c.append(c_i)
@@ -106,20 +112,50 @@ class StackedRNN(nn.Module):
         for i in range(self.num_layers):
             if i > 0:
                 x = self._drop_between(x, masks[i - 1].squeeze(1) if masks[i - 1] is not None else None)
-            weights = self._cell_weights(i)
-            if self.is_lstm:
-                h, c = torch.lstm_cell(x, (h_in[i], c_in[i]), *weights)
-                cs.append(c)
-            else:
-                h = torch.gru_cell(x, h_in[i], *weights)
+            h, c = self._cell(i, x, h_in[i], c_in[i] if self.is_lstm else None)
             hs.append(h)
+            cs.append(c)
             x = h + x if self.residual and i > 0 else h
         return x, (hs, cs if self.is_lstm else None)
+
+    def _cell(self, i: int, x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor]) -> State:
+        """Layer i's cell on one step: torch's fused cell on the layer's weights, or the int8 cell
+        that nmt/decode/quantize.py put in `int8_cells` (a quantized layer keeps no float weights)."""
+        if self.int8_cells is not None:
+            cell = self.int8_cells[i]
+            return cell(x, (h, c)) if self.is_lstm else (cell(x, h), None)
+        weights = self._cell_weights(i)
+        if self.is_lstm:
+            return torch.lstm_cell(x, (h, c), *weights)
+        return torch.gru_cell(x, h, *weights), None
+
+    def cells(self) -> nn.ModuleList:
+        """nn.LSTMCell (or nn.GRUCell) copies of the layers' weights, one per layer: what `step`
+        computes, as modules that torch's quantization can convert."""
+        cell_class = nn.LSTMCell if self.is_lstm else nn.GRUCell
+        cells = nn.ModuleList()
+        for i in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._cell_weights(i)
+            cell = cell_class(w_ih.size(1), w_hh.size(1)).to(w_ih.device)
+            with torch.no_grad():
+                for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), (w_ih, w_hh, b_ih, b_hh)):
+                    getattr(cell, name).copy_(value)
+            cells.append(cell)
+        return cells
 
     def _cell_weights(self, i: int) -> tuple[torch.Tensor, ...]:
         """Layer i's (w_ih, w_hh, b_ih, b_hh), wherever nn.LSTM / nn.GRU keeps them."""
         rnn, k = (self.rnn, i) if self.fused else (self.layers[i], 0)
         return tuple(getattr(rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+    def _weight_dropped(self, layer: nn.Module):
+        """The layer, or (training with weight drop) a call of it with a dropped-out copy of its
+        hidden-to-hidden matrix: the gradient flows to the layer's own weight through the mask."""
+        if not (self.training and self.weight_drop):
+            return layer
+        names = [name for name, _ in layer.named_parameters() if name.startswith("weight_hh")]
+        dropped = {name: nn.functional.dropout(getattr(layer, name), self.weight_drop, True) for name in names}
+        return lambda *args: torch.func.functional_call(layer, dropped, args)
 
     def _drop_between(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if mask is not None:

@@ -11,9 +11,12 @@ RNN's input (Bahdanau et al. 2015).
 
 The model's API is what training and search use:
     encode(src, src_lens) -> DecoderState
-    decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search
+    decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search; the state's
+                                                              select / reorder keep rows (DecoderState)
     forward(batch) -> summed loss                             teacher forcing: the task protocol
                                                               (nmt/tasks/base.py)
+    target_log_probs(state, tgt_in, tgt_out) -> (B, T)        teacher forcing per position, for
+                                                              scoring given translations
 """
 
 from __future__ import annotations
@@ -35,22 +38,52 @@ from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 
 @dataclass
 class DecoderState:
-    """What the decoder carries from step to step. Batch is dim 1 of h and c, dim 0 of the rest."""
+    """What the decoder carries from step to step.
 
-    h: torch.Tensor  # (layers, B, hidden); inside the decoder's loop (_step) a list of per-layer (B, hidden)
+    Rows: h and c (batch is dim 1) and feed (dim 0) hold one row per hypothesis. The attention
+    memory (memory, keys, src_mask; batch is dim 0) holds one row per sentence, and the rows come
+    in equal consecutive groups, one group per sentence: R = n * g rows for n memory rows. After
+    `encode` g is 1; beam search makes it the beam size, so its K hypotheses of a sentence share
+    one copy of the memory, and reordering them (`reorder`) never copies it.
+    """
+
+    h: torch.Tensor  # (layers, R, hidden); inside the decoder's loop (_step) a list of per-layer (R, hidden)
     c: Optional[torch.Tensor] = None  # the same layout as h; None for a GRU
-    memory: Optional[torch.Tensor] = None  # (B, S, hidden) encoder outputs, for attention
-    keys: Optional[torch.Tensor] = None  # (B, S, hidden) the attention's view of memory
-    src_mask: Optional[torch.Tensor] = None  # (B, S) True at real source tokens
-    feed: Optional[torch.Tensor] = None  # (B, hidden) the previous output vector (input feeding)
+    memory: Optional[torch.Tensor] = None  # (n, S, hidden) encoder outputs, for attention
+    keys: Optional[torch.Tensor] = None  # (n, S, hidden) the attention's view of memory
+    src_mask: Optional[torch.Tensor] = None  # (n, S) True at real source tokens
+    feed: Optional[torch.Tensor] = None  # (R, hidden) the previous output vector (input feeding)
+
+    SENTENCE_FIELDS = ("memory", "keys", "src_mask")
+
+    @property
+    def rows_per_sentence(self) -> int:
+        return 1 if self.memory is None else self.h.size(1) // self.memory.size(0)
 
     def select(self, indices: torch.Tensor) -> "DecoderState":
-        """Keep (and reorder) batch rows: search calls this after every beam step."""
+        """Keep (and reorder) any rows; each keeps its own copy of its sentence's memory (g becomes 1)."""
+        g = self.rows_per_sentence
+        return self._picked(indices, indices if g == 1 else torch.div(indices, g, rounding_mode="floor"))
+
+    def reorder(self, indices: torch.Tensor, sentences: Optional[torch.Tensor] = None) -> "DecoderState":
+        """Keep (and reorder) rows that stay with their sentence: beam search's select.
+
+        The caller promises that the new rows form equal consecutive groups and that group i's rows
+        all come from sentence i (sentences None: the memory is kept as it is, never copied) or
+        from sentence sentences[i] (the memory keeps those rows: sentences leave the batch).
+        """
+        return self._picked(indices, sentences)
+
+    def _picked(self, rows: torch.Tensor, sentences: Optional[torch.Tensor]) -> "DecoderState":
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
-                picked[f.name] = value.index_select(1 if f.name in ("h", "c") else 0, indices)
+            if value is None or (sentences is None and f.name in self.SENTENCE_FIELDS):
+                picked[f.name] = value
+            elif f.name in self.SENTENCE_FIELDS:
+                picked[f.name] = value.index_select(0, sentences)
+            else:
+                picked[f.name] = value.index_select(1 if f.name in ("h", "c") else 0, rows)
         return DecoderState(**picked)
 
 
@@ -208,6 +241,23 @@ class Seq2Seq(nn.Module):
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
         return F.log_softmax(self.output(out).float(), dim=-1), replace(state, h=h, c=c)
+
+    def target_log_probs(self, state: DecoderState, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing, kept per position: log p(tgt_out[b, t] | source, tgt_in[b, :t+1]) as (B, T)
+        float32, 0 at padding, from `encode`'s state (selected to one row per target, as search
+        selects it). `forward` sums one loss over the batch; scoring candidates
+        (nmt/decode/score.py) needs each row's own sum, which this gives with `.sum(1)`."""
+        hidden = self.decode_all(tgt_in, state)  # (B, T, H)
+        real = tgt_out != PAD  # (B, T)
+        # The output layer, the costliest, only at real positions, 4096 of them at a time (as many
+        # rows as a big search step has), so the (N, V) logits stay small.
+        hidden, targets = hidden[real], tgt_out[real]  # (N, H), (N,)
+        picked = []
+        for start in range(0, targets.size(0), 4096):
+            logits = self.output(hidden[start:start + 4096]).float()  # (n, V); a split layer gathers its slices
+            # log_softmax(z)[y] = z[y] - logsumexp(z), without a second (n, V) tensor
+            picked.append(logits.gather(1, targets[start:start + 4096, None]).squeeze(1) - logits.logsumexp(-1))
+        return torch.zeros_like(tgt_out, dtype=torch.float32).masked_scatter(real, torch.cat(picked))
 
     def forward(self, batch: ParallelBatch, label_smoothing: float = 0.0) -> torch.Tensor:
         """The batch's summed cross-entropy over its real target tokens (batch.num_tokens of

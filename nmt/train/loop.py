@@ -37,6 +37,7 @@ from nmt.device import autocast
 from nmt.errors import NmtError
 from nmt.tasks import Task, build_task
 from nmt.train.distributed import join
+from nmt.train.averaging import WeightAverage
 from nmt.train.graphs import CapturedSteps
 from nmt.train.progress import JsonlLog, Progress, Window
 from nmt.train.schedule import LearningRateSchedule, set_rate
@@ -73,6 +74,7 @@ class TrainerState:
     nonfinite_steps: int = 0  # updates skipped because the loss or gradient was NaN or inf
     oom_steps: int = 0  # batches skipped because they did not fit in GPU memory
     run_id: str = ""  # drawn when the run starts: checkpoints of one run share it (nmt average checks)
+    average_count: int = 0  # steps in the weight average (train.averaging: nt-asgd); 0: not averaging
 
 
 class _EpochBatches(torch.utils.data.Dataset):
@@ -101,6 +103,7 @@ class Trainer:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.parameters, t, capturable=t.cuda_graphs and self.device.type == "cuda")
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
+        self.averager = WeightAverage(self.parameters)
         self.state = TrainerState(run_id=uuid.uuid4().hex)
         self.resumed_from = resume_from
         if resume_from is not None:
@@ -231,8 +234,11 @@ class Trainer:
         if not new:
             return
         started = time.time()
+        carried = _training_state(self.model)  # a capture's warm-up runs the model: keep what it carries
         for batch in new:
             self.captured.capture(batch)
+        if carried:
+            self.model.load_training_state(carried, self.device)
         self.say(f"captured {len(new)} CUDA graphs (one per batch shape) in {time.time() - started:.1f} s")
         self._window.restart_clock()
 
@@ -254,6 +260,7 @@ class Trainer:
                         f"in GPU memory ({self.state.oom_steps} skipped so far; lower train.batch_size or "
                         f"data.max_len)")
             return
+        self.averager.update()
         self._window.add(step_loss, batch.num_tokens, batch.total_tokens)
         self.state.tgt_tokens += batch.total_tokens
 
@@ -294,7 +301,8 @@ class Trainer:
 
     # --- evaluation and checkpoints --------------------------------------------------------
     def _evaluate_and_save(self) -> None:
-        result = evaluate(self.task, self.model, self.config, self.device)
+        with self.averager.swapped():  # averaging: the mean of the weights is what is judged and kept
+            result = evaluate(self.task, self.model, self.config, self.device)
         dev_score = result.get("bleu", -result["ppl"])  # higher is better
         best = self.state.best_score is None or dev_score > self.state.best_score
         if best:
@@ -304,6 +312,11 @@ class Trainer:
             lowered = self.schedule.after_evaluation(self.state.evals_since_best)
             if lowered:
                 self.say(lowered)
+            t = self.config.train
+            if t.averaging == "nt-asgd" and not self.averager.active and self.state.evals_since_best >= t.asgd_patience:
+                self.averager.start()
+                self.say(f"dev score flat for {t.asgd_patience} evaluations: averaging the weights from step "
+                         f"{self.state.step} on (train.averaging: nt-asgd)")
         shown = f"dev ppl {result['ppl']:.2f}" + (f", dev BLEU {result['bleu']:.2f}" if "bleu" in result else "")
         self.say(f"step {self.state.step}: {shown}{' (best so far)' if best else ''}")
         self.log.write(event="valid", step=self.state.step, **{k: round(v, 4) for k, v in result.items()})
@@ -314,10 +327,14 @@ class Trainer:
         if not self.world.main:  # one writer: the first process
             return
         self.state.nonfinite_steps = int(self.guard.total)
-        save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
-                        trainer_state={**dataclasses.asdict(self.state), "schedule": self.schedule.state_dict()},
-                        config=self.config, tokenizer_files=self.task.tokenizer_files, score=score, best=best,
-                        keep_best=self.config.train.keep_best)
+        self.state.average_count = self.averager.count if self.averager.active else 0
+        extra = _training_state(self.model)
+        with self.averager.swapped() as trained:  # the checkpoint's weights are the mean; trained ones beside
+            extra.update({f"trained.{i}": w.detach().cpu() for i, w in enumerate(trained or [])})
+            save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer,
+                            trainer_state={**dataclasses.asdict(self.state), "schedule": self.schedule.state_dict()},
+                            config=self.config, tokenizer_files=self.task.tokenizer_files, score=score, best=best,
+                            keep_best=self.config.train.keep_best, extra_tensors=extra)
 
     def _restore(self, folder: Path) -> None:
         checkpoint = open_checkpoint(folder)
@@ -332,3 +349,12 @@ class Trainer:
         self.schedule.load_state_dict(trainer.get("schedule") or {})
         self.state = TrainerState(**{f.name: trainer[f.name] for f in dataclasses.fields(TrainerState)
                                      if f.name in trainer})
+        self.averager.resume(self.state.average_count, [tensors.get(f"trained.{i}") for i in range(len(self.parameters))])
+        carried = {k: v for k, v in tensors.items() if k.startswith("carried.")}
+        if carried:
+            self.model.load_training_state(carried, self.device)
+
+
+def _training_state(model) -> dict:
+    """What a model carries from batch to batch (a language model's state), if it carries anything."""
+    return model.training_state() if hasattr(model, "training_state") else {}

@@ -30,7 +30,7 @@ def dev_bleu(model, dev: DevReferences, config: Config, device: torch.device) ->
     d = config.decode
     # Greedy search holds one row per sentence: as many sentences per batch as beam search holds
     # rows (decode.batch_size x decode.beam), so evaluation costs few launches.
-    greedy = d.override(beam=1, n_best=1, batch_size=d.batch_size * d.beam)
+    greedy = d.override(beam=1, n_best=1, sample=False, batch_size=d.batch_size * d.beam)  # even if decode samples
     translator = Translator(model, None, dev.tokenizer, config, device)
     found = translator.search_ids(dev.sources, greedy)
     hypotheses = dev.tokenizer.decode([hyps[0].tokens for hyps in found])

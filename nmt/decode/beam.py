@@ -1,0 +1,267 @@
+"""The device-side search loop that greedy search, beam search and sampling share.
+
+Every step runs on the device and only queues work: finished hypotheses go into preallocated
+buffers, the length limits are device tensors, the step counter t is a device scalar, and the
+host reads one number every CHECK_EVERY steps (how many groups are done) to stop and to drop done
+groups from the batch. A group keeps its own K hypotheses: a sentence in beam search (K = beam)
+and greedy search (K = 1), one sample of a sentence in sampling (K = 1).
+
+One step (`advance`), for the n groups in the batch (n * K rows):
+  1. log_probs (n*K, V) = decode_step(last tokens, state); what is not allowed gets -inf
+     (`allowed`): EOS before the minimum length, all but EOS at the maximum length (which wins
+     over the minimum), a token that would repeat an n-gram of its hypothesis.
+  2. `pick` proposes W > K candidates (score, hypothesis, token) per group, best first: the 2K
+     best extensions in beam search (K of them can end in EOS, so K always continue); with K = 1
+     the most likely token or a sampled one, and a dead spare.
+  3. An EOS candidate among the first K leaves the beam and joins the group's finished set while
+     it has fewer than K (`finish`: the paper's rule). The K best other candidates form the next
+     beam (`first_non_eos`); their history rows are gathered and the new token written at column t.
+  4. A group is done when it has K finished hypotheses or reaches its maximum length (where every
+     hypothesis ends with EOS). The rule is K finished, with length normalisation too: a live
+     hypothesis could still beat the worst finished one, but the old search stopped here as well
+     and the results stay the same. A done group's scores become -inf: it finishes nothing more
+     while it waits to leave the batch.
+  5. Every CHECK_EVERY steps the host reads the number of done groups (the loop's one
+     synchronisation): all done, the search stops; at least SHRINK_AT of the batch, they leave it
+     (`keep_groups`, with the state's `reorder`), as dropping rows costs a copy of the state.
+
+Shapes: n groups in the batch now (it shrinks), K hypotheses per group, G groups at the start,
+L the longest length limit, V the vocabulary, W the candidates per group.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Optional
+
+import torch
+
+from nmt.data.tokenizer import BOS, EOS, PAD
+from nmt.decode.graphs import CapturedSteps, EagerSteps
+from nmt.device import host_to_device
+
+CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
+SHRINK_AT = 0.25  # drop done groups once they are at least this fraction of the batch
+
+
+@dataclass
+class Beam:
+    """The live hypotheses; row i*K + k is hypothesis k of slot i."""
+
+    group: torch.Tensor  # (n,) long: the group each slot holds (its row of Finished)
+    scores: torch.Tensor  # (n, K) float: log-probability of each live hypothesis; -inf: none
+    history: torch.Tensor  # (n*K, L) long: the tokens so far, column t written at step t
+    token_scores: torch.Tensor  # (n*K, L) float: the log-probability of each of those tokens
+    prev: torch.Tensor  # (n*K,) long: the last token (BOS at the start)
+    count: torch.Tensor  # (n,) long: the group's finished hypotheses so far
+    done: torch.Tensor  # (n,) bool: the group needs no more steps
+    min_len: torch.Tensor  # (n,) long: no EOS before this many tokens
+    max_len: torch.Tensor  # (n,) long: at most this many tokens, EOS included
+    state: Any  # the model's state for the n*K rows, one memory row per slot
+
+    ROW_FIELDS = ("history", "token_scores", "prev")  # indexed by row; the others (but state) by slot
+
+
+@dataclass
+class Finished:
+    """Finished hypotheses by group, in the order they finished; slot K is a sink for the writes
+    of candidates that do not finish (so that no step needs to know how many do)."""
+
+    tokens: torch.Tensor  # (G, K+1, L) long: the first `length` are the hypothesis (no EOS)
+    token_scores: torch.Tensor  # (G, K+1, L) float: per token, EOS's at column `length`
+    log_prob: torch.Tensor  # (G, K+1) float: their sum, EOS included
+    length: torch.Tensor  # (G, K+1) long: tokens before EOS; -1: an empty slot
+
+    @classmethod
+    def empty(cls, groups: int, k: int, length: int, device) -> "Finished":
+        shape = (groups, k + 1)
+        return cls(torch.zeros(*shape, length, dtype=torch.long, device=device),
+                   torch.zeros(*shape, length, device=device), torch.zeros(shape, device=device),
+                   torch.full(shape, -1, dtype=torch.long, device=device))
+
+
+@dataclass
+class Counts:
+    """What a search did: decoder steps, and rows computed summed over the steps."""
+
+    steps: int = 0
+    row_steps: int = 0
+
+
+def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: int) -> Beam:
+    """n groups of one live hypothesis (score 0) and K - 1 empty ones; min_len, max_len (n,)."""
+    n, device = min_len.numel(), min_len.device
+    scores = torch.zeros(n, k, device=device).masked_fill_(torch.arange(k, device=device) > 0, -math.inf)
+    if k > 1:  # each sentence's K hypotheses share its memory row
+        state = state.reorder(torch.arange(n, device=device).repeat_interleave(k))
+    return Beam(group=torch.arange(n, device=device), scores=scores,
+                history=torch.full((n * k, length), PAD, dtype=torch.long, device=device),
+                token_scores=torch.zeros(n * k, length, device=device),
+                prev=torch.full((n * k,), BOS, dtype=torch.long, device=device),
+                count=torch.zeros(n, dtype=torch.long, device=device),
+                done=torch.zeros(n, dtype=torch.bool, device=device),
+                min_len=min_len, max_len=max_len, state=state)
+
+
+def repeated_ngrams(history: torch.Tensor, t: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, L) histories whose first t tokens are real -> (tokens, repeats), each (R, W) over the
+    n-gram windows j of a row: the token that ended window j, and whether the row's last n-1
+    tokens equal window j's first n-1 (so that this token next would repeat window j)."""
+    windows = history.unfold(1, n, 1)  # (R, W = L-n+1, n): window j holds tokens j..j+n-1
+    last = history.index_select(1, (t - (n - 1) + torch.arange(n - 1, device=t.device)).clamp(min=0))  # (R, n-1)
+    complete = torch.arange(windows.size(1), device=t.device) + n - 1 < t  # (W,) windows within the first t tokens
+    return windows[:, :, n - 1], (windows[:, :, :n - 1] == last.unsqueeze(1)).all(-1) & complete
+
+
+def block_repeats(log_probs: torch.Tensor, history: torch.Tensor, t: torch.Tensor, n: int) -> torch.Tensor:
+    """log_probs (R, V), in place, with -inf at each token that would repeat an n-gram of its row."""
+    if history.size(1) < n:
+        return log_probs
+    tokens, repeats = repeated_ngrams(history, t, n)
+    # amin with +inf leaves a score as it is: a token seen in several windows needs no ordering
+    blocked = torch.where(repeats, -math.inf, math.inf).to(log_probs.dtype)
+    return log_probs.scatter_reduce_(1, tokens, blocked, reduce="amin")
+
+
+def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngram: int) -> torch.Tensor:
+    """Step 1: log_probs (n, K, V) with -inf where a token may not come next."""
+    n, k, vocab = log_probs.shape
+    is_eos = torch.arange(vocab, device=log_probs.device) == EOS  # (V,)
+    at_limit = (t + 1 >= beam.max_len).view(n, 1, 1)  # out of room: only EOS
+    too_short = (t < beam.min_len).view(n, 1, 1) & ~at_limit  # t tokens so far: no EOS yet
+    out = log_probs.masked_fill(torch.where(is_eos, too_short, at_limit), -math.inf)  # (n, K, V)
+    if no_repeat_ngram:
+        block_repeats(out.view(n * k, vocab), beam.history, t, no_repeat_ngram)
+    return out
+
+
+def top_candidates(scores: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scores (N, K, V) running score of every extension -> the 2K best per sentence.
+
+    Returns (candidate scores, source beam index, token), each (N, 2K), best first.
+    """
+    n, k, vocab = scores.shape
+    best, flat_index = scores.view(n, k * vocab).topk(min(2 * beam, k * vocab), dim=1)
+    return best, flat_index // vocab, flat_index % vocab
+
+
+def best_extensions(log_probs: torch.Tensor, scores: torch.Tensor):
+    """Beam search's pick: the 2K best of the n groups' K*V extensions (n, 2K)."""
+    return top_candidates(scores.unsqueeze(2) + log_probs, scores.size(1))
+
+
+def with_spare(score: torch.Tensor, token: torch.Tensor):
+    """K = 1: the chosen candidate (n, 1) and a dead non-EOS spare, so one always continues (n, 2)."""
+    return (torch.cat([score, torch.full_like(score, -math.inf)], 1), torch.zeros_like(token).repeat(1, 2),
+            torch.cat([token, torch.full_like(token, PAD)], 1))
+
+
+def most_likely(log_probs: torch.Tensor, scores: torch.Tensor):
+    """Greedy search's pick (K = 1): the most likely allowed token."""
+    token = log_probs[:, 0].argmax(-1, keepdim=True)  # (n, 1)
+    return with_spare(scores + log_probs[:, 0].gather(1, token), token)
+
+
+def first_non_eos(tokens: torch.Tensor, beam: int) -> torch.Tensor:
+    """(N, 2K) candidate tokens -> (N, K) positions of the first K that are not EOS."""
+    width = tokens.size(1)
+    # EOS candidates are pushed behind all others; a stable sort keeps the score order.
+    key = (tokens == EOS).long() * width + torch.arange(width, device=tokens.device)
+    return key.argsort(dim=1)[:, :beam]
+
+
+def written(buffer: torch.Tensor, t: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """values (R,) written in place into column t of buffer (R, L)."""
+    return buffer.index_copy_(1, t.view(1), values.unsqueeze(1))
+
+
+def finish(finished: Finished, beam: Beam, t: torch.Tensor, scores, rows, tokens, token_scores) -> torch.Tensor:
+    """Step 3's first half: of the first K candidates (each (n, K)), those ending in EOS enter
+    `finished` while their group has fewer than K. Returns the new counts (n,)."""
+    n, k = scores.shape
+    ends = (tokens == EOS) & (scores > -math.inf)
+    slot = beam.count.unsqueeze(1) + ends.long().cumsum(1) - 1  # (n, K) its place in the group's set
+    ends = ends & (slot < k)  # a group keeps the first K to finish
+    slot = torch.where(ends, slot, k)  # the others write into the sink slot
+    where = (beam.group.unsqueeze(1).expand_as(slot), slot)
+    per_token = beam.token_scores.index_select(0, rows.reshape(-1)).view(n, k, -1)  # (n, K, L)
+    per_token.index_copy_(2, t.view(1), token_scores.unsqueeze(2))
+    finished.tokens.index_put_(where, beam.history.index_select(0, rows.reshape(-1)).view(n, k, -1))
+    finished.token_scores.index_put_(where, per_token)
+    finished.log_prob.index_put_(where, scores)
+    finished.length.index_put_(where, t.expand_as(slot))
+    return beam.count + ends.sum(1)
+
+
+def advance(model, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Callable, no_repeat_ngram: int) -> Beam:
+    """One step for every row (steps 1-4 of the module docstring); writes into `finished`."""
+    n, k = beam.scores.shape
+    log_probs, state = model.decode_step(beam.prev, beam.state)  # (n*K, V)
+    vocab = log_probs.size(1)
+    log_probs = allowed(log_probs.view(n, k, vocab), t, beam, no_repeat_ngram)  # (n, K, V)
+    cand_scores, cand_beams, cand_tokens = pick(log_probs, beam.scores)  # (n, W)
+    cand_rows = cand_beams + k * torch.arange(n, device=cand_beams.device).unsqueeze(1)  # (n, W) rows of the batch
+    cand_token_scores = log_probs.view(n, k * vocab).gather(1, cand_beams * vocab + cand_tokens)  # (n, W)
+    count = finish(finished, beam, t, cand_scores[:, :k], cand_rows[:, :k], cand_tokens[:, :k],
+                   cand_token_scores[:, :k])
+    keep = first_non_eos(cand_tokens, k)  # (n, K)
+    rows = cand_rows.gather(1, keep).view(-1)  # (n*K,) the row each new hypothesis extends
+    tokens = cand_tokens.gather(1, keep).view(-1)
+    done = beam.done | (count >= k) | (t + 1 >= beam.max_len)
+    history, token_scores = beam.history, beam.token_scores
+    if k > 1:  # with K = 1 every row extends itself
+        history, token_scores = history.index_select(0, rows), token_scores.index_select(0, rows)
+        state = state.reorder(rows)
+    return replace(beam, scores=cand_scores.gather(1, keep).masked_fill(done.unsqueeze(1), -math.inf),
+                   history=written(history, t, tokens),
+                   token_scores=written(token_scores, t, cand_token_scores.gather(1, keep).view(-1)),
+                   prev=tokens, count=count, done=done, state=state)
+
+
+def keep_groups(beam: Beam, keep: torch.Tensor) -> Beam:
+    """The beam without the slots not in `keep` (n',): their rows leave the batch and the state."""
+    k = beam.scores.size(1)
+    rows = (keep.unsqueeze(1) * k + torch.arange(k, device=keep.device)).view(-1)  # (n'*K,)
+    kept = {f.name: getattr(beam, f.name).index_select(0, rows if f.name in Beam.ROW_FIELDS else keep)
+            for f in fields(beam) if f.name != "state"}
+    return Beam(**kept, state=beam.state.reorder(rows, keep))
+
+
+def checked(beam: Beam) -> Optional[Beam]:
+    """Step 5, the loop's one read of the device: None when every group is done, else the beam,
+    without its done groups if they are enough to pay for the copy."""
+    n = beam.done.numel()
+    done = int(beam.done.sum())  # waits for the queued steps
+    if done == n:
+        return None
+    if done == 0 or done < SHRINK_AT * n:
+        return beam
+    keep = torch.argsort(beam.done.long(), stable=True)[:n - done]  # the live slots, in order
+    return keep_groups(beam, keep)
+
+
+def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: torch.Tensor,
+        max_len: torch.Tensor, no_repeat_ngram: int = 0, cuda_graphs: bool = False,
+        counts: Optional[Counts] = None) -> Finished:
+    """Search `samples` groups of K hypotheses per sentence; min_len, max_len (G,) on the CPU."""
+    device = src.device
+    state = model.encode(src, src_lens)
+    if samples > 1:  # every sample is a group of its own, with its own copy of the memory
+        state = state.select(torch.arange(src.size(0), device=device).repeat_interleave(samples))
+    length = int(max_len.max())
+    beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), length)
+    finished = Finished.empty(max_len.numel(), k, length, device)
+    t = torch.zeros((), dtype=torch.long, device=device)
+    step = functools.partial(advance, model, pick=pick, no_repeat_ngram=no_repeat_ngram)
+    steps = CapturedSteps(step, device) if cuda_graphs else EagerSteps(step)
+    for position in range(length):
+        if counts is not None:
+            counts.steps, counts.row_steps = counts.steps + 1, counts.row_steps + beam.prev.numel()
+        beam = steps(beam, finished, t)
+        if (position + 1) % CHECK_EVERY == 0 and position + 1 < length:
+            beam = checked(beam)
+            if beam is None:
+                break
+    return finished

@@ -1,0 +1,219 @@
+"""Search steps captured as CUDA graphs: the wiring on the CPU, real capture on a GPU.
+
+On the CPU, capture is emulated as tests/test_graphs.py does it: the captured step runs once under
+a dispatch mode that records every operator with the very tensors it read and wrote, and a replay
+runs exactly those operators again on those tensors, as a CUDA graph replays its kernels on its
+static memory. A real capture runs nothing, so the emulation also undoes every write the recorded
+run made (the beam, the finished buffers, the step counter). Anything the step did outside the
+recording, or only at capture time, is missing from the replays, as on a GPU; a host read inside
+the step is an error, as under real capture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nmt.config import DecodeOptions
+from nmt.data.tokenizer import EOS
+from nmt.decode import beam as loop
+from nmt.decode import graphs
+from nmt.decode.search import beam_search, greedy_search, search
+from nmt.model.ensemble import Ensemble
+from tests.test_search import random_batch, random_model
+
+
+def written_arguments(func, args, kwargs):
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            value = args[i] if i < len(args) else kwargs.get(argument.name)
+            for tensor in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(tensor, torch.Tensor):
+                    yield tensor
+
+
+class Recorder(TorchDispatchMode):
+    """Records each operator call, and the value of every tensor before an operator wrote it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.overwritten = [], []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise AssertionError("the captured step reads a tensor on the host (.item(), bool(), ...)")
+        self.overwritten += [(tensor, tensor.clone()) for tensor in written_arguments(func, args, kwargs)]
+        out = func(*args, **kwargs)
+        self.calls.append((func, args, kwargs, out))
+        return out
+
+    def undo(self) -> None:
+        for tensor, before in reversed(self.overwritten):
+            tensor.copy_(before)
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def _copy_into(recorded, fresh) -> None:
+    """A replayed call's new results go into the tensors the recording saw (the static memory);
+    views and in-place results already are that memory."""
+    if isinstance(recorded, torch.Tensor) and isinstance(fresh, torch.Tensor):
+        if recorded is not fresh and not _same_memory(recorded, fresh):
+            recorded.copy_(fresh)
+    elif isinstance(recorded, (tuple, list)):
+        for r, f in zip(recorded, fresh):
+            _copy_into(r, f)
+
+
+class FakeGraph:
+    """Stands in for a CUDA graph: replay reruns the recorded operators, nothing else."""
+
+    replays = 0
+
+    def __init__(self):
+        self.calls = []
+
+    def pool(self):
+        return None
+
+    def replay(self):
+        FakeGraph.replays += 1
+        for func, args, kwargs, out in self.calls:
+            _copy_into(out, func(*args, **kwargs))
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch.cuda's graph API, emulated on the CPU; returns the CapturedSteps made meanwhile."""
+
+    class Stream:
+        def __init__(self, *args):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    @contextlib.contextmanager
+    def graph(g, pool=None):
+        recorder = Recorder()
+        with recorder:
+            yield
+        g.calls = recorder.calls
+        recorder.undo()  # a real capture runs nothing
+
+    made = []
+
+    class Recorded(graphs.CapturedSteps):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(graphs.torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(graphs.torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(graphs.torch.cuda, "current_stream", lambda *a: Stream())
+    monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(graphs.torch.cuda, "graph", graph)
+    monkeypatch.setattr(loop, "CapturedSteps", Recorded)
+    # shrink often, so that several row counts are captured
+    monkeypatch.setattr(loop, "CHECK_EVERY", 2)
+    return made
+
+
+SEARCHES = {
+    "beam": lambda model, src, lens, **k: beam_search(model, src, lens, beam=3, n_best=3, length_penalty=0.6, **k),
+    "greedy": lambda model, src, lens, **k: [[h] for h in greedy_search(model, src, lens, **k)],
+    "beam+ngram+min": lambda model, src, lens, **k: beam_search(model, src, lens, beam=2, n_best=2, min_len_b=2,
+                                                                no_repeat_ngram=2, **k),
+}
+MODELS = {"paper": {}, "gru+general+feed": dict(cell="gru", attention="general", input_feeding=True)}
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("name", SEARCHES)
+def test_captured_steps_search_like_the_eager_loop(fake_cuda, monkeypatch, name, model_name):
+    # oneDNN's CPU kernels may keep state below the dispatcher, where no recording sees it.
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    model, (src, lens) = random_model(5, **MODELS[model_name]), random_batch(6, size=10)
+    limits = dict(max_len_a=1.0, max_len_b=3)
+    eager = SEARCHES[name](model, src, lens, **limits)
+    replays = FakeGraph.replays
+    captured = SEARCHES[name](model, src, lens, cuda_graphs=True, **limits)
+    [steps] = fake_cuda
+    assert len(steps.graphs) >= 2 and FakeGraph.replays > replays  # several row counts, each replayed
+    assert [[h.tokens for h in s] for s in captured] == [[h.tokens for h in s] for s in eager]
+    for mine, its in zip(captured, eager):
+        assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-6)
+        assert [h.token_scores for h in mine] == [pytest.approx(h.token_scores, abs=1e-6) for h in its]
+
+
+def test_an_ensemble_is_captured_too(fake_cuda, monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    model = Ensemble([random_model(1, attention="dot"), random_model(2)], "log_linear")
+    src, lens = random_batch(3, size=8)
+    eager = beam_search(model, src, lens, beam=2, n_best=2, max_len_a=1.0, max_len_b=3)
+    captured = beam_search(model, src, lens, beam=2, n_best=2, max_len_a=1.0, max_len_b=3, cuda_graphs=True)
+    assert len(fake_cuda[0].graphs) >= 1
+    assert [[h.tokens for h in s] for s in captured] == [[h.tokens for h in s] for s in eager]
+
+
+def test_cuda_graphs_are_off_on_the_cpu():
+    """The option only asks: on the CPU search runs eagerly (and needs no torch.cuda)."""
+    model, (src, lens) = random_model(2), random_batch(2, size=4)
+    options = DecodeOptions(beam=3, max_len_a=1.0, max_len_b=2)
+    found = search(model, src, lens, options)
+    again = search(model, src, lens, options.override(cuda_graphs=True))
+    assert [[(h.tokens, h.log_prob) for h in s] for s in again] == [[(h.tokens, h.log_prob) for h in s] for s in found]
+
+
+# --- on a GPU ---------------------------------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize("bf16", [False, True])
+@pytest.mark.parametrize("model_name", MODELS)
+def test_real_cuda_graphs_search_like_the_eager_loop(model_name, bf16):
+    model = random_model(5, **MODELS[model_name]).cuda()
+    src, lens = random_batch(6, size=16)
+    src = src.cuda()
+    options = DecodeOptions(beam=4, n_best=4, max_len_a=1.0, max_len_b=6)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        eager = search(model, src, lens, options)
+        captured = search(model, src, lens, options.override(cuda_graphs=True))
+    assert [[h.tokens for h in s] for s in captured] == [[h.tokens for h in s] for s in eager]
+    for mine, its in zip(captured, eager):
+        assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("model_name", MODELS)
+def test_the_eager_search_loop_never_waits_for_the_gpu_between_checks(monkeypatch, model_name):
+    """Between two checks the loop only queues work: with no check at all, a whole search runs
+    under torch's "error on synchronisation" mode (the results are read after it)."""
+    model = random_model(5, **MODELS[model_name]).cuda()
+    with torch.no_grad():
+        model.output.bias[EOS] = -50.0  # every hypothesis runs to its limit
+    src, lens = random_batch(6, size=16)
+    src = src.cuda()
+    monkeypatch.setattr(loop, "CHECK_EVERY", 10 ** 6)
+
+    def run():
+        return loop.run(model, src, lens, k=4, samples=1, pick=loop.best_extensions,
+                        min_len=torch.zeros(16, dtype=torch.long), max_len=lens + 6)
+
+    with torch.no_grad():
+        run()  # warm-up: cuBLAS and the allocator settle
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")  # any synchronising call now raises
+        try:
+            finished = run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert int((finished.length[:, :4] >= 0).sum()) == 16 * 4  # every hypothesis ended at its limit
