@@ -100,10 +100,13 @@ class TrainConfig:
     bucket_pool: int = 100  # sort this many batches' worth of sentences by length at a time
     # Static shapes: each batch holds one exact source length, `batch_size` rows (filler rows
     # pad the last one) and a target width rounded up to a multiple of tgt_multiple. Fewer
-    # distinct shapes, no packing; with cuda_graphs each shape's whole step is a CUDA graph.
-    static_shapes: bool = False
+    # distinct shapes, no packing; with cuda_graphs each shape's whole step is a CUDA graph,
+    # captured the first time a batch of that shape comes up. `auto` (both): on when training
+    # on CUDA, off on the CPU (`resolve_auto`); the run's config.yaml records what they became.
+    static_shapes: bool | Literal["auto"] = "auto"
     tgt_multiple: int = 2
-    cuda_graphs: bool = False  # needs static_shapes; ignored on the CPU
+    cuda_graphs: bool | Literal["auto"] = "auto"  # needs static_shapes; ignored on the CPU
+    max_graphs: int = 512  # captured shapes at most; a batch of a shape beyond them steps eagerly
     # The paper's layer pipeline: encoder and decoder layer k on devices[k] (or the layers spread
     # in blocks over fewer devices); the softmax split by vocabulary over softmax_devices.
     devices: tuple[str, ...] = ()
@@ -239,8 +242,13 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner)
+        inner = [a for a in args if a is not type(None)]
+        if inner == [bool, Literal["auto"]]:  # a switch: true, false or auto
+            if not (isinstance(value, bool) or value == "auto"):
+                raise ConfigError(f"config key '{key}' must be true, false or auto, got {shown(value)}")
+            return value
+        (only,) = inner
+        return _coerce(key, value, only)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, args))}, got {shown(value)}")
@@ -420,6 +428,25 @@ def replace(config: Config, **sections: dict) -> Config:
     return config_from_dict(raw)
 
 
+def resolve_auto(config: Config, device_type: str, processes: int = 1) -> Config:
+    """`config` with `auto` in train.static_shapes and train.cuda_graphs made true or false, for a
+    run on `device_type` ("cuda", "cpu") in `processes` torchrun processes: on for CUDA, where they
+    are several times faster, and wherever the run can take them; off on the CPU. Explicit
+    values are kept (and checked as before)."""
+    t = config.train
+    if "auto" not in (t.static_shapes, t.cuda_graphs):
+        return config
+    cuda = device_type == "cuda"
+    static = t.static_shapes
+    if static == "auto":
+        static = bool(t.devices) or (cuda and not (config.task == "lm" and t.lm_batching == "sentences")
+                                     and t.batch_size % processes == 0)
+    graphs = t.cuda_graphs
+    if graphs == "auto":
+        graphs = cuda and static and not t.devices and processes == 1
+    return replace(config, train={"static_shapes": static, "cuda_graphs": graphs})
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -465,14 +492,16 @@ def validate(config: Config) -> None:
              f"model.tie_embeddings needs model.embed == model.hidden, got {m.embed} and {m.hidden}")
     _require(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas),
              "config key 'train.adam_betas' must be two numbers in [0, 1), e.g. [0.9, 0.999]")
-    _require(not t.cuda_graphs or t.static_shapes, "train.cuda_graphs needs train.static_shapes: true")
+    _require(not (t.cuda_graphs is True and t.static_shapes is False),
+             "train.cuda_graphs needs train.static_shapes: true (or auto)")
+    _require(t.max_graphs > 0, f"config key 'train.max_graphs' must be positive, got {t.max_graphs}")
     if t.devices or t.softmax_devices:
         _require(m.attention == "none" and not m.bidirectional and not m.bridge and not m.tie_embeddings,
                  "the layer pipeline (train.devices) takes the paper's model: no attention, bidirectional "
                  "encoder, bridge or tied embeddings")
-        _require(not t.devices or t.static_shapes, "train.devices needs train.static_shapes: true (one source "
+        _require(not t.devices or t.static_shapes is not False, "train.devices needs train.static_shapes: true (one source "
                  "length per batch, so the wavefront needs no packing)")
-        _require(not t.cuda_graphs, "train.devices and train.cuda_graphs cannot be combined yet")
+        _require(t.cuda_graphs is not True, "train.devices and train.cuda_graphs cannot be combined yet")
         _require(t.pipeline_chunk > 0, "config key 'train.pipeline_chunk' must be positive")
         _require(bool(t.devices), "train.softmax_devices needs train.devices (the layer pipeline)")
     _require(t.warmup_steps >= 0, "config key 'train.warmup_steps' must be 0 or more")
@@ -489,7 +518,7 @@ def validate(config: Config) -> None:
         _require(t.lm_batching == "sentences" or not t.max_tokens, "train.max_tokens needs train.lm_batching: sentences")
         _require(t.label_smoothing == 0, "train.label_smoothing is for translation: a language model's perplexity "
                  "needs the plain cross-entropy")
-        _require(not t.static_shapes or t.lm_batching == "stream", "train.static_shapes: a language model's stream "
+        _require(t.static_shapes is not True or t.lm_batching == "stream", "train.static_shapes: a language model's stream "
                  "windows have static shapes already; with lm_batching: sentences it is not supported yet")
     else:
         _require(m.weight_drop == 0 and m.word_dropout == 0 and t.ar_alpha == 0 and t.tar_beta == 0

@@ -28,6 +28,7 @@ class TranslationTask:
         self.prepared = prepared
         self.train_size = len(self.train_data)
         t = config.train
+        assert t.static_shapes in (True, False), "train.static_shapes: auto is resolved by the Trainer (resolve_auto)"
         if t.static_shapes:
             self._sampler = StaticShapeSampler(self.train_data.src_lens, self.train_data.tgt_lens,
                                                batch_size=t.batch_size, max_tokens=t.max_tokens,

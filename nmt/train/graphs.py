@@ -11,16 +11,33 @@ kernels with one launch. That needs:
     optimizer's `found_inf`, and the loss is read only every `log_every` steps.
 All graphs share one memory pool; they are replayed one at a time on one stream, and what each
 returns is consumed before the next replay, so their temporaries can share memory.
+
+A shape is captured the first time a batch of it comes up, so training starts at once instead of
+after capturing every shape (about a minute for 150 shapes). Capturing then must not change what
+training computes, whenever it happens:
+  - the warm-up steps run the model for real but update nothing (`dry_run`: the optimizer skips
+    them through `found_inf`); their dropout draws and a language model's carried state are undone
+    (`torch.random.fork_rng`, and `kept`), so the random stream is the one the eager loop sees;
+  - capturing records kernels without running them, and reserves no random numbers: the CUDA
+    generator is advanced by each replay. So the first replay, right after the capture, is the
+    batch's real step, drawing the numbers the eager step would have drawn.
+At most `max_graphs` shapes are captured; a batch of any other shape then runs the same update
+eagerly, on the same static gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
 from nmt.data.batching import Batch
+
+log = logging.getLogger("nmt")
 
 
 @dataclass
@@ -32,42 +49,68 @@ class _Captured:
 
 
 class CapturedSteps:
-    def __init__(self, step: Callable, parameters, optimizer, device: torch.device):
-        """`step(batch, divisor, dry_run=)` is one update returning the summed loss (Trainer.update)."""
+    def __init__(self, step: Callable, parameters, optimizer, device: torch.device, *, max_graphs: int = 512,
+                 kept: Callable[[], ContextManager] = contextlib.nullcontext):
+        """`step(batch, divisor, dry_run=)` is one update returning the summed loss (Trainer.update);
+        `kept()` is a context that restores, when it exits, what the model carries from batch to
+        batch (a language model's state), which the warm-up steps move."""
         self.step, self.parameters, self.device = step, parameters, device
+        self.max_graphs, self.kept = max_graphs, kept
         self.graphs: dict[tuple, _Captured] = {}
         self.pool = None
+        self.capture_seconds = 0.0  # host time spent capturing, warm-ups included
+        self.eager_steps = 0  # steps of shapes beyond max_graphs
         for group in optimizer.param_groups:  # a tensor, so that replays see the current rate
             group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
-    def capture(self, batch: Batch) -> None:
-        """Warm up on a side stream (no update happens) and capture one step for this batch's shape."""
+    def capture(self, batch: Batch) -> _Captured:
+        """Warm up on a side stream (no update happens) and capture one step for this batch's shape.
+        The random state and the carried state end as they were; nothing runs on the device after
+        the warm-up, so the graph's first replay is the first step it computes."""
+        started = time.perf_counter()
         static = batch.to(self.device)
         divisor = torch.ones((), device=self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):  # cuDNN and cuBLAS choose and allocate outside the capture
-                self.step(static, divisor, dry_run=True)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        for p in self.parameters:  # gradients must exist (and stay) before capture
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            torch._foreach_zero_([p.grad for p in self.parameters])
-            loss = self.step(static, divisor, dry_run=False)
+        cuda = [self.device] if self.device.type == "cuda" else []  # (the CPU tests emulate capture)
+        with torch.random.fork_rng(devices=cuda, device_type="cuda"), self.kept():
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):  # cuDNN and cuBLAS choose and allocate outside the capture
+                    self.step(static, divisor, dry_run=True)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            for p in self.parameters:  # gradients must exist (and stay) before capture
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                torch._foreach_zero_([p.grad for p in self.parameters])
+                loss = self.step(static, divisor, dry_run=False)
         self.pool = graph.pool()
-        self.graphs[batch.shape_key()] = _Captured(graph, static, divisor, loss)
+        captured = self.graphs[batch.shape_key()] = _Captured(graph, static, divisor, loss)
+        self.capture_seconds += time.perf_counter() - started
+        return captured
 
     def __call__(self, batch: Batch, divisor: float) -> torch.Tensor:
-        """Replay the step for `batch` (a pinned host batch); returns the loss tensor."""
-        key = batch.shape_key()
-        if key not in self.graphs:
-            self.capture(batch)
-        captured = self.graphs[key]
+        """The step for `batch` (a pinned host batch): its shape's graph replayed, captured first if
+        this is the first batch of that shape; returns the loss tensor."""
+        captured = self.graphs.get(batch.shape_key())
+        if captured is None:
+            if len(self.graphs) >= self.max_graphs:
+                return self._eager(batch, divisor)
+            captured = self.capture(batch)
         for tensor, target in zip(batch.tensors().values(), captured.batch.tensors().values()):  # same fields
             target.copy_(tensor, non_blocking=True)
         captured.divisor.fill_(divisor)
         captured.graph.replay()
         return captured.loss
+
+    def _eager(self, batch: Batch, divisor: float) -> torch.Tensor:
+        """The step a graph would replay, run eagerly (a shape beyond max_graphs)."""
+        if not self.eager_steps:
+            log.warning(f"warning: {len(self.graphs)} batch shapes captured (train.max_graphs): batches of "
+                        f"other shapes train eagerly, more slowly; raise train.max_graphs to capture them too")
+            self._divisor = torch.ones((), device=self.device)  # a device tensor, as in the graphs
+        self.eager_steps += 1
+        self._divisor.fill_(divisor)
+        torch._foreach_zero_([p.grad for p in self.parameters])
+        return self.step(batch.to(self.device, non_blocking=True), self._divisor, dry_run=False)

@@ -14,6 +14,7 @@ scores), graphs.py (CUDA graphs), setup.py (devices, optimizer) and nmt.checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader
 from nmt.checkpoint import check_compatible, open_checkpoint, save_checkpoint
 from nmt.checkpoint.load import optimizer_from_tensors, restore_rng
 from nmt.checkpoint.store import sha256
-from nmt.config import Config
+from nmt.config import Config, resolve_auto
 from nmt.data.batching import Batch
 from nmt.device import autocast
 from nmt.errors import NmtError
@@ -90,9 +91,13 @@ class _EpochBatches(torch.utils.data.Dataset):
 class Trainer:
     def __init__(self, config: Config, *, task: Optional[Task] = None, resume_from: Optional[Path] = None,
                  stream=None):
-        self.config, t = config, config.train
+        self._started = time.perf_counter()  # for the log's first_step event
+        self.world, device = join(config.train.device)  # a torchrun process group, or one process alone
+        # train.static_shapes and train.cuda_graphs: `auto` becomes what this device takes; the
+        # resolved config is the one written to config.yaml and into every checkpoint.
+        self.config = config = resolve_auto(config, device.type, self.world.size)
+        t = config.train
         self.run_dir = Path(t.run_dir)
-        self.world, device = join(t.device)  # a torchrun process group, or one process alone
         if t.threads:
             torch.set_num_threads(t.threads)
         self.task = task or build_task(config, rank=self.world.rank, processes=self.world.size)
@@ -111,7 +116,8 @@ class Trainer:
         self.guard = NonfiniteGuard(self.device, total=self.state.nonfinite_steps)
         self.captured: Optional[CapturedSteps] = None
         if t.cuda_graphs and self.device.type == "cuda":
-            self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device)
+            self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device,
+                                          max_graphs=t.max_graphs, kept=self._carried_state_kept)
         # Only the first process reports and writes; the others train quietly.
         self.say = log.info if self.world.main else (lambda message: None)
         self.progress = Progress(self._planned_steps(), stream if self.world.main else open(os.devnull, "w"))
@@ -169,6 +175,9 @@ class Trainer:
             s = self.state
             self.say(f"resuming from {self.resumed_from} at step {s.step}: epoch {s.epoch}, {s.batch_in_epoch} of its "
                      f"batches done, {s.train_seconds / 60:.1f} minutes trained")
+        if self.captured is not None:
+            self.say(f"CUDA graphs: each batch shape's step is captured the first time it comes up "
+                     f"(at most train.max_graphs={self.config.train.max_graphs} shapes)")
         with self.rules.catching_signals():
             stop = self.train_steps()
             self.state.train_seconds += self._window.seconds()
@@ -188,8 +197,6 @@ class Trainer:
         stop = self._budget_spent()  # a resumed run may have nothing left to do
         while not stop:
             batches = self.sampler.epoch(self.state.epoch)
-            if self.captured is not None:
-                self._capture_shapes(batches)
             if self.state.batch_in_epoch == 0:
                 self._log_epoch(batches)
             for index, batch in self._loader(batches, self.state.batch_in_epoch):
@@ -224,23 +231,13 @@ class Trainer:
         self.say(f"epoch {self.state.epoch}: {len(batches)} batches, "
                  f"{100 * padding:.1f}% of the batch positions are padding")
 
-    def _capture_shapes(self, batches: list) -> None:
-        """Capture a step graph for every batch shape of this epoch not captured yet."""
-        first_of_shape = {}
-        for indices in batches:
-            first_of_shape.setdefault(self.sampler.shape(indices), indices)
-        new = [batch for batch in map(self.task.batch, first_of_shape.values())
-               if batch.shape_key() not in self.captured.graphs]
-        if not new:
-            return
-        started = time.time()
-        carried = _training_state(self.model)  # a capture's warm-up runs the model: keep what it carries
-        for batch in new:
-            self.captured.capture(batch)
+    @contextlib.contextmanager
+    def _carried_state_kept(self):
+        """A capture's warm-up runs the model: what it carries from batch to batch is put back after."""
+        carried = _training_state(self.model)
+        yield
         if carried:
             self.model.load_training_state(carried, self.device)
-        self.say(f"captured {len(new)} CUDA graphs (one per batch shape) in {time.time() - started:.1f} s")
-        self._window.restart_clock()
 
     def _step_on(self, batch: Batch) -> None:
         """Train on one batch; a batch that runs out of GPU memory is skipped."""
@@ -263,6 +260,17 @@ class Trainer:
         self.averager.update()
         self._window.add(step_loss, batch.num_tokens, batch.total_tokens)
         self.state.tgt_tokens += batch.total_tokens
+        if self._started is not None:
+            self._log_first_step()
+
+    def _log_first_step(self) -> None:
+        """The time from the Trainer's start to the end of its first step, in log.jsonl (one wait
+        for the device, once)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.log.write(event="first_step", step=self.state.step + 1,
+                       seconds=round(time.perf_counter() - self._started, 3), unix_time=round(time.time(), 3))
+        self._started = None
 
     def _after_step(self, epoch_progress: float) -> None:
         t = self.config.train
@@ -297,6 +305,9 @@ class Trainer:
                       tgt_tokens_per_second=round(tokens_per_second, 1))
         if self.device.type == "cuda":
             record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+        if self.captured is not None:
+            record.update(graphs=len(self.captured.graphs), capture_seconds=round(self.captured.capture_seconds, 2),
+                          eager_steps=self.captured.eager_steps)
         self.log.write(**record)
 
     # --- evaluation and checkpoints --------------------------------------------------------

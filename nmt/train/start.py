@@ -117,9 +117,10 @@ def _remove_own_files(run_dir: Path, *, folder_too: bool, keep: tuple = ()) -> N
 def train(config: Config, stream=None) -> Path:
     read_manifest(config.data.prepared)  # fail on missing data before the run folder is made
     with run_folder(Path(config.train.run_dir), resuming=False) as run_dir:
-        if first_process():  # under torchrun, the first process writes
-            write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-        return Trainer(config, stream=stream).run()
+        trainer = Trainer(config, stream=stream)
+        if first_process():  # under torchrun, the first process writes; `auto` values as they were resolved
+            write_atomically(run_dir / "config.yaml", yaml.safe_dump(trainer.config.to_dict(), sort_keys=False))
+        return trainer.run()
 
 
 def resume(run_dir: Path, overrides: list[str] = (), stream=None) -> Path:
