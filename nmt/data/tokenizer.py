@@ -47,7 +47,7 @@ def train_sentencepiece(
     vocab_size: int,
     model_type: str = "unigram",
     character_coverage: float = 1.0,
-    max_sentences: int = 2_000_000,
+    max_sentences: int = 500_000,
 ) -> None:
     """Train a model on the non-empty `lines` (read once, as they come: a list or a generator)
     and write it to `model_path` (a `.model` file). SentencePiece keeps at most `max_sentences`
