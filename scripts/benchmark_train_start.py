@@ -6,8 +6,9 @@ samplers cost: the data side of starting a run at the paper's scale (12M pairs).
     numpy's allocations (tracemalloc) and the batches' digest (to show that a change to the
     samplers kept every batch: same digest before and after).
 (b) `python -m nmt train` as a subprocess, with a small model on the CPU and log_every=1: the
-    seconds from the start until the first progress line (the first step done), and the peak
-    resident memory of the process (sampled from /proc, as scripts/benchmark_preprocess.py does).
+    seconds from the start until the first progress line (the first step done) and until the
+    trainer's `first_step` event in log.jsonl, and the peak resident memory of the process
+    (sampled from /proc, as scripts/benchmark_preprocess.py does).
 
     python scripts/benchmark_train_start.py --prepared /tmp/scale/b12m/prepared --workdir /tmp/scale/start \\
         --out benchmarks/results/train-start-12m.json
@@ -90,8 +91,14 @@ def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> 
             first = time.time() - started
     process.wait()
     sampler.join()
+    log = Path(config["train"]["run_dir"]) / "log.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    logged = next((e for e in events if e.get("event") == "first_step"), None)
     return {"command": command, "config": config, "returncode": process.returncode,
             "seconds_to_first_step": None if first is None else round(first, 2),
+            # the trainer's own first_step event: from the command's start, and from the Trainer's
+            "seconds_to_first_step_logged": None if logged is None else round(logged["unix_time"] - started, 2),
+            "trainer_seconds_to_first_step": None if logged is None else logged["seconds"],
             "peak_rss_mb": sampler.peak_single // 1024, "output": lines[:40]}
 
 
