@@ -37,6 +37,7 @@ from nmt.config import load_config  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 
+TATOEBA = [ROOT / "shared" / "data" / "tatoeba-en-fr", ROOT.parent / "shared" / "data" / "tatoeba-en-fr"]
 CASES = {
     "eager": ["train.static_shapes=false", "train.cuda_graphs=false"],  # the default before
     "auto": [],  # the default now
@@ -118,8 +119,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="tatoeba-en-fr")
     parser.add_argument("--prepared", type=Path, help="a prepared folder for the config (else --data is preprocessed)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "tatoeba-en-fr",
-                        help="folder of the corpus: train.SRC, train.TGT, valid.*, test.*")
+    parser.add_argument("--data", type=Path, default=next((p for p in TATOEBA if p.is_dir()), TATOEBA[-1]),
+                        help="folder of the corpus: train.SRC, train.TGT, valid.*, test.* "
+                             "(default: shared/data/tatoeba-en-fr in or beside this checkout)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fast-path"))
     parser.add_argument("--cases", default="eager,auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="training minutes per case")

@@ -46,7 +46,11 @@ def toy(tmp_path) -> Path:
     ("train.seed=-5", ["train.seed", "0 or more", "-5"]),
     ("train.threads=-1", ["train.threads", "or more", "got -1"]),
     ("train.batch_size=1000000000000000000000000", ["train.batch_size", "out of range"]),
-], ids=["inf", "nan", "huge-float", "negative-seed", "negative-threads", "huge-int"])
+    ("data.workers=-1", ["data.workers", "0 (one per core) or more", "got -1"]),
+    ("train.cuda_graphs=yes", ["train.cuda_graphs", "true, false or auto", "'yes'"]),
+    ("train.max_graphs=0", ["train.max_graphs", "positive", "got 0"]),
+], ids=["inf", "nan", "huge-float", "negative-seed", "negative-threads", "huge-int", "negative-workers",
+        "switch-not-auto", "zero-max-graphs"])
 def test_config_numbers_must_be_finite_and_in_range(toy, override, words):
     before = snapshot(toy)
     usage_error(run_nmt("train", "--config", "toy.yaml", "--set", override, cwd=toy), *words)

@@ -4,6 +4,10 @@ The reference below is the old `nmt preprocess` in memory, kept here as the orac
 split whole (read_parallel), train SentencePiece on the list of lines, encode, filter with a set
 of whole sentence pairs, np.save. Streaming must give exactly its files, byte for byte, and its
 manifest (except the time it took), whatever the chunk size and the number of worker processes.
+The reference calls today's read_parallel, train_sentencepiece (given a list, as before) and
+write_ids (moved to nmt/data/ids.py unchanged); that these still behave as at the merge base was
+checked once at scale, against the merge base's own code (a15dddd) on 1M generated pairs: the
+same files byte for byte (benchmarks/README.md, "Preprocessing at the paper's scale").
 """
 
 from __future__ import annotations
