@@ -47,7 +47,7 @@ def toy(tmp_path) -> Path:
     ("train.threads=-1", ["train.threads", "or more", "got -1"]),
     ("train.batch_size=1000000000000000000000000", ["train.batch_size", "out of range"]),
     ("data.workers=-1", ["data.workers", "0 (one per core) or more", "got -1"]),
-    ("train.cuda_graphs=yes", ["train.cuda_graphs", "true, false or auto", "'yes'"]),
+    ("train.cuda_graphs=always", ["train.cuda_graphs", "true, false or auto", "'always'"]),
     ("train.max_graphs=0", ["train.max_graphs", "positive", "got 0"]),
 ], ids=["inf", "nan", "huge-float", "negative-seed", "negative-threads", "huge-int", "negative-workers",
         "switch-not-auto", "zero-max-graphs"])

@@ -102,8 +102,7 @@ def test_captured_steps_drive_the_update_like_the_eager_loop(workspace, monkeypa
     captured_run = Trainer(tiny_config(workspace, train={**settings, "run_dir": str(workspace / "graph")}))
     fake_cuda(monkeypatch, captured_run.model)
     captured_run.run_dir.mkdir()
-    captured_run.captured = graphs.CapturedSteps(captured_run.update, captured_run.parameters,
-                                                 captured_run.optimizer, captured_run.device)
+    captured_run.captured = captured_run.captured_steps()
     captured_run.train_steps()
 
     assert captured_run.state.step == eager.state.step == 6
@@ -200,8 +199,7 @@ def test_captured_language_model_steps_carry_the_state_like_the_eager_loop(tmp_p
     captured = Trainer(config_from_dict(lm_config_dict(tmp_path, train={**settings, "run_dir": str(tmp_path / "g")})))
     fake_cuda(monkeypatch, captured.model)
     captured.run_dir.mkdir()
-    captured.captured = graphs.CapturedSteps(captured.update, captured.parameters, captured.optimizer,
-                                             captured.device)
+    captured.captured = captured.captured_steps()
     captured.train_steps()
     assert len(captured.captured.graphs) >= 2
     for a, b in zip(eager.model.state_dict().values(), captured.model.state_dict().values()):

@@ -64,7 +64,7 @@ def test_a_language_model_of_sentences_has_no_static_shapes_on_cuda(tmp_path):
     assert switches(resolve_auto(sentences, "cuda")) == (False, False)
 
 
-@pytest.mark.parametrize("value", ["yes", 1, 0, "on", "Auto", None])
+@pytest.mark.parametrize("value", ["always", 1, 0, "Auto", "off-please", None])
 def test_a_switch_is_true_false_or_auto(tmp_path, value):
     with pytest.raises(ConfigError, match=r"config key 'train.cuda_graphs' must be true, false or auto, got"):
         tiny_config(tmp_path, train={"cuda_graphs": value})
@@ -121,9 +121,7 @@ def _trainer(workspace, name, *, captured: bool, monkeypatch=None, model=None, *
     trainer.run_dir.mkdir()
     if captured:
         fake_cuda(monkeypatch, trainer.model)
-        trainer.captured = graphs.CapturedSteps(trainer.update, trainer.parameters, trainer.optimizer, trainer.device,
-                                                max_graphs=trainer.config.train.max_graphs,
-                                                kept=trainer._carried_state_kept)
+        trainer.captured = trainer.captured_steps()
     return trainer
 
 

@@ -27,7 +27,6 @@ eagerly, on the same static gradients.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -49,8 +48,8 @@ class _Captured:
 
 
 class CapturedSteps:
-    def __init__(self, step: Callable, parameters, optimizer, device: torch.device, *, max_graphs: int = 512,
-                 kept: Callable[[], ContextManager] = contextlib.nullcontext):
+    def __init__(self, step: Callable, parameters, optimizer, device: torch.device, *, max_graphs: int,
+                 kept: Callable[[], ContextManager]):
         """`step(batch, divisor, dry_run=)` is one update returning the summed loss (Trainer.update);
         `kept()` is a context that restores, when it exits, what the model carries from batch to
         batch (a language model's state), which the warm-up steps move."""

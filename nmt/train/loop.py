@@ -116,8 +116,7 @@ class Trainer:
         self.guard = NonfiniteGuard(self.device, total=self.state.nonfinite_steps)
         self.captured: Optional[CapturedSteps] = None
         if t.cuda_graphs and self.device.type == "cuda":
-            self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device,
-                                          max_graphs=t.max_graphs, kept=self._carried_state_kept)
+            self.captured = self.captured_steps()
         # Only the first process reports and writes; the others train quietly.
         self.say = log.info if self.world.main else (lambda message: None)
         self.progress = Progress(self._planned_steps(), stream if self.world.main else open(os.devnull, "w"))
@@ -231,10 +230,16 @@ class Trainer:
         self.say(f"epoch {self.state.epoch}: {len(batches)} batches, "
                  f"{100 * padding:.1f}% of the batch positions are padding")
 
+    def captured_steps(self) -> CapturedSteps:
+        """This trainer's update, to be captured as CUDA graphs (the CPU tests emulate capture)."""
+        return CapturedSteps(self.update, self.parameters, self.optimizer, self.device,
+                             max_graphs=self.config.train.max_graphs, kept=self._carried_state_kept)
+
     @contextlib.contextmanager
     def _carried_state_kept(self):
-        """A capture's warm-up runs the model: what it carries from batch to batch is put back after."""
-        carried = _training_state(self.model)
+        """A capture's warm-up runs the model: what it carries from batch to batch is put back after
+        (cloned: on the CPU, training_state's .cpu() returns the live tensors themselves)."""
+        carried = {name: tensor.clone() for name, tensor in _training_state(self.model).items()}
         yield
         if carried:
             self.model.load_training_state(carried, self.device)
