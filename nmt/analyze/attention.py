@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nmt.analyze.outputs import record, write_json
+from nmt.analyze.outputs import output_folder, record, write_json
 from nmt.analyze.plots import DPI, LABEL_SIZE, SIZE, TEXT_SIZE, new_figure, save
 from nmt.data.corpus import read_lines
 from nmt.errors import DataError
@@ -91,12 +91,14 @@ def plot_heatmap(attention_map, title: str, path: Path) -> Path:
 
 def analyze_attention(checkpoint: Path, sentences: Sequence[str], out: Path, *, beam: Optional[int] = None,
                       device: str = "cpu") -> list[Path]:
-    """attention-N.png for each sentence and attention.json: each sentence's pieces and weights."""
+    """OUT/attention-N.png for each sentence and OUT/attention.json: each sentence's pieces and weights.
+    OUT is made once the checkpoint is known to have attention: a refusal leaves nothing behind."""
     from nmt.analyze.vectors import load_translator
     from nmt.decode.attention import require_attention
 
     translator = load_translator(checkpoint, device)
     require_attention(translator.model, str(checkpoint))
+    out = output_folder(out)
     options = translator.options(beam=beam, n_best=1, option_name=lambda key: "--" + key.replace("_", "-"))
     best = [hyps[0] for hyps in translator.translate(sentences, options)]
     maps = translator.attention(sentences, [t.tokens for t in best])

@@ -165,10 +165,9 @@ def attention(
 ):
     """Heatmaps of where the model attends: source pieces against the target pieces of its translation."""
     from nmt.analyze.attention import analyze_attention, read_sentences
-    from nmt.analyze.outputs import output_folder
 
     chosen = read_sentences(sentences_file, sentence)  # before loading torch and the model
-    _finish(out, analyze_attention(checkpoint, chosen, output_folder(out), beam=beam, device=device), report)
+    _finish(out, analyze_attention(checkpoint, chosen, out, beam=beam, device=device), report)
 
 
 @analyze_app.command("report")
