@@ -179,7 +179,7 @@ def test_training_writes_tensorboard_events_beside_the_log(workspace):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from nmt.train.progress import read_log
-    from nmt.train.start import train
+    from nmt.train.start import resume, train
 
     config = tiny_config(workspace, train={"max_steps": 4, "log_every": 2, "eval_every": 4, "save_every": 4,
                                            "tensorboard": True})
@@ -193,6 +193,12 @@ def test_training_writes_tensorboard_events_beside_the_log(workspace):
     assert [s.step for s in scalars] == [e["step"] for e in logged] == [2, 4]
     assert [s.value for s in scalars] == pytest.approx([e["loss"] for e in logged], abs=1e-5)
     assert {"train/lr", "train/ppl", "valid/ppl", "epoch/padding_fraction"} <= set(board.Tags()["scalars"])
+
+    resume(run, ["train.max_steps=6"], stream=open("/dev/null", "w"))  # a second event file, the steps go on
+    board = EventAccumulator(str(run / "tensorboard"))
+    board.Reload()
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    assert [s.step for s in board.Scalars("train/loss")] == [2, 4, 6]
 
 
 def test_a_run_without_tensorboard_writes_no_events(trained_run):
