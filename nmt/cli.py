@@ -208,8 +208,7 @@ def translate(
     for path in (output, attention):
         if path is not None:
             check_writable(path, [input] if input else [])
-    if output is not None and attention is not None and output.resolve() == attention.resolve():
-        raise NmtError(f"--attention {attention} is the --output file too: name another file for the weights")
+    _check_attention_file(attention, output)
     if threads is not None:
         import torch
 
@@ -225,6 +224,12 @@ def translate(
         no_repeat_ngram=no_repeat_ngram, ensemble_mode=ensemble_mode, sample=sample, temperature=temperature,
         top_k=top_k, top_p=top_p, n_samples=n_samples, seed=seed, cuda_graphs=cuda_graphs, option_name=_flag)
     translate_file(translator, input, output, options, attention)
+
+
+def _check_attention_file(attention: Optional[Path], output: Optional[Path]) -> None:
+    """translate --attention: the weights must not overwrite the translation."""
+    if output is not None and attention is not None and output.resolve() == attention.resolve():
+        raise NmtError(f"--attention {attention} is the --output file too: name another file for the weights")
 
 
 @app.command("score")
