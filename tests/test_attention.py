@@ -149,6 +149,9 @@ def test_analyze_attention_draws_each_sentence(attention_run, tmp_path):
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 3 and 'href="attention.json"' in page
 
+    ok(nmt("analyze", "attention", attention_run, "--sentence", "wa0", "--out", "out", cwd=tmp_path))  # fewer now
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["attention-1.png"]
+
 
 def test_translate_writes_the_attention_of_each_line(attention_run, tmp_path):
     from nmt import Translator

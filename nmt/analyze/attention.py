@@ -11,10 +11,11 @@ with the sentence, so that every piece keeps a readable label (`heatmap_size`).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nmt.analyze.outputs import output_folder, record, write_json
+from nmt.analyze.outputs import output_folder, read_index, record, write_json
 from nmt.analyze.plots import DPI, LABEL_SIZE, SIZE, TEXT_SIZE, new_figure, save
 from nmt.data.corpus import read_lines
 from nmt.errors import DataError
@@ -89,6 +90,15 @@ def plot_heatmap(attention_map, title: str, path: Path) -> Path:
     return save(figure, path)
 
 
+def _remove_earlier_heatmaps(out: Path) -> None:
+    """Delete the heatmaps an earlier `attention` into OUT wrote (as OUT/analysis.json lists them):
+    with fewer sentences now, the report would show the old ones beside the new."""
+    earlier = read_index(out).get("attention")
+    for name in earlier.get("files", []) if isinstance(earlier, dict) else []:
+        if re.fullmatch(r"attention-\d+\.png", str(name)):
+            (out / name).unlink(missing_ok=True)
+
+
 def analyze_attention(checkpoint: Path, sentences: Sequence[str], out: Path, *, beam: Optional[int] = None,
                       device: str = "cpu") -> list[Path]:
     """OUT/attention-N.png for each sentence and OUT/attention.json: each sentence's pieces and weights.
@@ -99,6 +109,7 @@ def analyze_attention(checkpoint: Path, sentences: Sequence[str], out: Path, *, 
     translator = load_translator(checkpoint, device)
     require_attention(translator.model, str(checkpoint))
     out = output_folder(out)
+    _remove_earlier_heatmaps(out)
     options = translator.options(beam=beam, n_best=1, option_name=lambda key: "--" + key.replace("_", "-"))
     best = [hyps[0] for hyps in translator.translate(sentences, options)]
     maps = translator.attention(sentences, [t.tokens for t in best])

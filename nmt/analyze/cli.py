@@ -155,7 +155,7 @@ def vectors(
 def attention(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder, or a run folder (uses best); a model with "
                                                 "attention."),
-    sentences_file: Optional[Path] = typer.Argument(None, metavar="[SENTENCES]",
+    sentences_file: Optional[Path] = typer.Argument(None, metavar="SENTENCES",
                                                     help="Source sentences, one per line."),
     sentence: List[str] = typer.Option([], "--sentence", help="A source sentence (repeatable; before the file's)."),
     out: Path = OUT,
