@@ -10,8 +10,8 @@ one; padding never gets weight. The output is teacher forced through the decoder
 does (nmt/decode/score.py, the same batching), so the weights are those of the chosen output:
 the search's own best translation, or any other.
 
-`attention_maps` does the same for text, with the pieces to label a heatmap: what
-`nmt analyze attention`, `nmt translate --attention` and the server use.
+`attention_maps` (also `Translator.attention`) does the same for text, with the pieces to label a
+heatmap: what `nmt analyze attention` and `nmt translate --attention` use, and a server can.
 """
 
 from __future__ import annotations
