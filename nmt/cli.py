@@ -19,7 +19,7 @@ from nmt.errors import NmtError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014).")
-app.add_typer(analyze_app, name="analyze")  # nmt analyze curves|lengths|frequency|vectors|report
+app.add_typer(analyze_app, name="analyze")  # nmt analyze curves|lengths|frequency|vectors|attention|report
 
 
 def _print_version(value: bool) -> None:
@@ -191,6 +191,10 @@ def translate(
     quantize: Optional[str] = typer.Option(None, help="int8: int8 weights for a faster search on the CPU "
                                                       "(CPU only; nmt/decode/quantize.py says what is quantized)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch [torch's default: one per core]."),
+    attention: Optional[Path] = typer.Option(None, "--attention", help="Also write the attention weights of each "
+                                                                       "line's best translation to this file, one "
+                                                                       "JSON line per input line (a model with "
+                                                                       "attention; stdin is read whole)."),
 ):
     """Translate raw text, one output line per input line, in input order; from a terminal or a pipe,
     each line as it arrives."""
@@ -201,19 +205,31 @@ def translate(
     from nmt.decode.translate import Translator, translate_file  # imports torch: after the cheap checks
     from nmt.files import check_writable
 
-    if output is not None:
-        check_writable(output, [input] if input else [])
+    for path in (output, attention):
+        if path is not None:
+            check_writable(path, [input] if input else [])
+    _check_attention_file(attention, output)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
     translator = Translator.load(checkpoints, device, quantize=quantize)
+    if attention is not None:  # before translating, which may take long
+        from nmt.decode.attention import require_attention
+
+        require_attention(translator.model, ", ".join(map(str, checkpoints)))
     options = translator.options(
         beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
         max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, word_penalty=word_penalty,
         no_repeat_ngram=no_repeat_ngram, ensemble_mode=ensemble_mode, sample=sample, temperature=temperature,
         top_k=top_k, top_p=top_p, n_samples=n_samples, seed=seed, cuda_graphs=cuda_graphs, option_name=_flag)
-    translate_file(translator, input, output, options)
+    translate_file(translator, input, output, options, attention)
+
+
+def _check_attention_file(attention: Optional[Path], output: Optional[Path]) -> None:
+    """translate --attention: the weights must not overwrite the translation."""
+    if output is not None and attention is not None and output.resolve() == attention.resolve():
+        raise NmtError(f"--attention {attention} is the --output file too: name another file for the weights")
 
 
 @app.command("score")

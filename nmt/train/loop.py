@@ -120,7 +120,8 @@ class Trainer:
         # Only the first process reports and writes; the others train quietly.
         self.say = log.info if self.world.main else (lambda message: None)
         self.progress = Progress(self._planned_steps(), stream if self.world.main else open(os.devnull, "w"))
-        self.log = JsonlLog(self.run_dir / "log.jsonl" if self.world.main else None)
+        self.log = JsonlLog(self.run_dir / "log.jsonl" if self.world.main else None, tensorboard=t.tensorboard,
+                            first_step=self.state.step)
 
     # --- one update -----------------------------------------------------------------------
     def update(self, batch: Batch, divisor, dry_run: bool = False) -> torch.Tensor:
