@@ -188,9 +188,12 @@ def translate(
     cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                                help="Replay search steps as CUDA graphs [decode.cuda_graphs]."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch [one per core]."),
+    quantize: Optional[str] = typer.Option(None, help="int8: int8 weights for a faster search on the CPU "
+                                                      "(CPU only; nmt/decode/quantize.py says what is quantized)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch [torch's default: one per core]."),
 ):
-    """Translate raw text, one output line per input line, in input order."""
+    """Translate raw text, one output line per input line, in input order; from a terminal or a pipe,
+    each line as it arrives."""
     for name, value in (("--beam", beam), ("--batch-size", batch_size), ("--n-best", n_best), ("--threads", threads)):
         _positive(name, value)
     if length_penalty is not None and length_penalty < 0:
@@ -200,17 +203,69 @@ def translate(
 
     if output is not None:
         check_writable(output, [input] if input else [])
-    if threads:
+    if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    translator = Translator.load(checkpoints, device)
+    translator = Translator.load(checkpoints, device, quantize=quantize)
     options = translator.options(
         beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
         max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, word_penalty=word_penalty,
         no_repeat_ngram=no_repeat_ngram, ensemble_mode=ensemble_mode, sample=sample, temperature=temperature,
         top_k=top_k, top_p=top_p, n_samples=n_samples, seed=seed, cuda_graphs=cuda_graphs, option_name=_flag)
     translate_file(translator, input, output, options)
+
+
+@app.command("score")
+@user_errors
+def score_command(
+    checkpoints: List[Path] = typer.Option(..., "--checkpoint", "-m",
+                                           help="Checkpoint or run folder; repeat it to score with an ensemble."),
+    source: Path = typer.Option(..., "--source", "-s", help="The source sentences, one per line."),
+    candidates: Optional[Path] = typer.Option(None, help="One candidate translation per source line."),
+    nbest: Optional[Path] = typer.Option(None, help="A Moses n-best file: 'index ||| hypothesis ||| score' lines."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file [stdout]."),
+    rerank: bool = typer.Option(False, "--rerank", help="With --nbest: write each source's best candidate under "
+                                                        "the weighted sum of the model's and the list's scores "
+                                                        "(--weights, --per-token and --tune-on imply it)."),
+    weights: Optional[str] = typer.Option(None, help="Rerank weights: the model's, then one per n-best score "
+                                                     "[0.5,0.5, the paper's average]."),
+    per_token: bool = typer.Option(False, "--per-token", help="Rerank with the model's per-token "
+                                                              "log-probability, not the sum."),
+    tune_on: Optional[Path] = typer.Option(None, help="Tune the rerank weights on this dev n-best file (maximising "
+                                                      "BLEU); needs --tune-source and --tune-ref."),
+    tune_source: Optional[Path] = typer.Option(None, help="The source lines of the --tune-on list."),
+    tune_ref: Optional[Path] = typer.Option(None, help="The references of the --tune-on list."),
+    batch_size: Optional[int] = typer.Option(None, help="Candidates per batch [decode.batch_size]."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Score translations under the model: log-probabilities, or a reranked n-best list (the paper's rescoring)."""
+    _positive("--batch-size", batch_size)
+    if (candidates is None) == (nbest is None):
+        raise NmtError("nmt score needs exactly one of --candidates FILE and --nbest FILE")
+    tuning = [tune_on, tune_source, tune_ref]
+    if any(tuning) and not all(tuning):
+        raise NmtError("tuning needs all three of --tune-on DEV_NBEST, --tune-source DEV_SRC and --tune-ref DEV_REF")
+    for path in (source, candidates, nbest, *tuning):  # before the model loads, which takes a while
+        if path is not None and not path.is_file():
+            raise NmtError(f"file {path} not found{' (it is a folder)' if path.is_dir() else ''}: check the path")
+    reranks = rerank or weights is not None or per_token or tune_on is not None  # each implies --rerank
+    if reranks and nbest is None:
+        raise NmtError("--rerank, --weights, --per-token and --tune-on work on an n-best list: pass --nbest FILE")
+    from nmt.decode import rescore  # imports torch: after the cheap checks
+    from nmt.decode.rerank import parse_weights
+    from nmt.decode.translate import Translator
+    from nmt.files import check_writable
+
+    options = rescore.RerankOptions(parse_weights(weights) if weights else None, per_token, tune_on, tune_source,
+                                    tune_ref) if reranks else None
+    if output is not None:
+        check_writable(output)
+    translator = Translator.load(checkpoints, device)
+    tuned = rescore.score_files(translator, source, candidates=candidates, nbest=nbest, output=output,
+                                rerank=options, batch_size=batch_size)
+    if tuned is not None:
+        typer.echo(tuned.describe(), err=True)
 
 
 @app.command()

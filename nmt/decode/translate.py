@@ -25,7 +25,10 @@ from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
 from nmt.decode.sampling import sampling_generator
+from nmt.decode.quantize import quantize_device, quantize_model
+from nmt.decode.score import Score, score_candidates
 from nmt.decode.search import Hypothesis, search
+from nmt.decode.stream import is_stream, translate_stdin
 from nmt.device import autocast, pick_device
 from nmt.errors import CheckpointError
 from nmt.files import write_atomically
@@ -56,12 +59,15 @@ class Translator:
         self.config, self.device = config, device
 
     @classmethod
-    def load(cls, paths, device: str = "auto") -> "Translator":
+    def load(cls, paths, device: str = "auto", quantize: Optional[str] = None) -> "Translator":
         """One checkpoint or run folder, or several (an ensemble: all trained on the first one's
-        vocabularies). The first one's config gives the decoding defaults."""
+        vocabularies). The first one's config gives the decoding defaults. `quantize="int8"`
+        makes the weights int8 for a faster search on the CPU (nmt/decode/quantize.py)."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        device_ = pick_device(device)
+        device_ = pick_device(device) if quantize is None else quantize_device(quantize, device)
         loaded = [load_model(path, device_) for path in paths]
+        for member in loaded if quantize is not None else ():
+            quantize_model(member.model)
         first = loaded[0]
         for path, other in zip(paths[1:], loaded[1:]):
             check_same_target_vocabulary(first, other, str(paths[0]), str(path))
@@ -85,6 +91,11 @@ class Translator:
         return [[Translation(text, h.rank_score, tuple(h.tokens), h.log_prob, tuple(h.token_scores))
                  for text, h in zip(self.tgt_tokenizer.decode([h.tokens for h in hyps]), hyps)]
                 for hyps in found]
+
+    def score(self, sources: Sequence[str], candidates: Sequence[str], batch_size: Optional[int] = None) -> list[Score]:
+        """The log-probability of candidates[i] as a translation of sources[i] under this model or
+        ensemble, summed and per token (nmt/decode/score.py)."""
+        return score_candidates(self, sources, candidates, batch_size)
 
     @torch.no_grad()
     def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
@@ -121,18 +132,20 @@ def read_input(path: Optional[Path]) -> list[str]:
     return [clean_line(line) for line in split_lines(decode_utf8(sys.stdin.buffer.read(), "<stdin>"))]
 
 
-def format_output(results: list[list[Translation]], n_best: int) -> str:
+def format_output(results: list[list[Translation]], n_best: int, first_index: int = 0) -> str:
     if n_best == 1:
         return "".join(hyps[0].text + "\n" for hyps in results)
     # Moses n-best format: sentence index ||| hypothesis ||| score, then one more field: the
     # log-probability of each target piece, EOS's last (they sum to the log-probability)
     return "".join(f"{i} ||| {t.text} ||| {t.score:.4f} ||| {' '.join(f'{s:.4f}' for s in t.token_scores)}\n"
-                   for i, hyps in enumerate(results) for t in hyps)
+                   for i, hyps in enumerate(results, first_index) for t in hyps)
 
 
 def translate_file(translator: Translator, input_path: Optional[Path], output_path: Optional[Path],
                    options: DecodeOptions) -> int:
     """Translate a file (or stdin) to a file (or stdout); returns the number of lines written."""
+    if input_path is None and output_path is None and is_stream(sys.stdin.buffer):
+        return translate_stdin(translator, options)  # a terminal or a pipe: answer each line as it arrives
     lines = read_input(input_path)
     text = format_output(translator.translate(lines, options), options.n_best)
     if output_path is None:

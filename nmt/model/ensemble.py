@@ -16,6 +16,8 @@ from typing import Optional
 
 import torch
 
+from nmt.errors import NmtError
+
 MODES = ("mean", "log_linear")
 
 
@@ -54,3 +56,13 @@ class Ensemble:
             mean = log_probs.mean(dim=0)
             combined = mean - torch.logsumexp(mean, dim=-1, keepdim=True)
         return combined, EnsembleState([s for _, s in steps])
+
+    def target_log_probs(self, state: EnsembleState, tgt_in, tgt_out) -> torch.Tensor:
+        """Per position, log of the members' mean probability of the target token (B, T): the mean
+        that decode_step takes, so a candidate scores what the search gave it; 0 at padding."""
+        if self.mode != "mean":
+            raise NmtError("scoring given translations combines an ensemble by the mean of probabilities; "
+                           "ensemble_mode log_linear is not supported for scoring yet")
+        stacked = torch.stack([model.target_log_probs(member_state, tgt_in, tgt_out)
+                               for model, member_state in zip(self.models, state.states)])
+        return torch.logsumexp(stacked, dim=0) - math.log(len(self.models))  # padding: log(n * e^0) - log n = 0

@@ -48,6 +48,7 @@ class StackedRNN(nn.Module):
         self.dropout, self.variational, self.residual, self.weight_drop = dropout, variational, residual, weight_drop
         # per_layer: for the layer pipeline; weight drop replaces each layer's recurrent matrix
         self.fused = not residual and not variational and not per_layer and not weight_drop
+        self.int8_cells: Optional[nn.ModuleList] = None  # one quantized cell per layer, for `step` (CPU decoding)
         per_direction = hidden // self.directions
         if self.fused:
             self.rnn = rnn_class(input_size, per_direction, layers, batch_first=True, bidirectional=bidirectional,
@@ -84,7 +85,8 @@ class StackedRNN(nn.Module):
                                c[i * per_layer:(i + 1) * per_layer] if c is not None else None)
             if i > 0:
                 x = self._drop_between(x, masks[i - 1])
-            device = layer.weight_hh_l0.device  # a layer pipeline puts layers on several devices
+            # A layer pipeline puts layers on several devices; a quantized layer (no float weights) runs on the CPU.
+            device = layer.weight_hh_l0.device if hasattr(layer, "weight_hh_l0") else x.device
             x = x.to(device)
             if layer_state is not None:
                 layer_state = tuple(s.to(device) if s is not None else None for s in layer_state)
@@ -110,15 +112,36 @@ class StackedRNN(nn.Module):
         for i in range(self.num_layers):
             if i > 0:
                 x = self._drop_between(x, masks[i - 1].squeeze(1) if masks[i - 1] is not None else None)
-            weights = self._cell_weights(i)
-            if self.is_lstm:
-                h, c = torch.lstm_cell(x, (h_in[i], c_in[i]), *weights)
-                cs.append(c)
-            else:
-                h = torch.gru_cell(x, h_in[i], *weights)
+            h, c = self._cell(i, x, h_in[i], c_in[i] if self.is_lstm else None)
             hs.append(h)
+            cs.append(c)
             x = h + x if self.residual and i > 0 else h
         return x, (hs, cs if self.is_lstm else None)
+
+    def _cell(self, i: int, x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor]) -> State:
+        """Layer i's cell on one step: torch's fused cell on the layer's weights, or the int8 cell
+        that nmt/decode/quantize.py put in `int8_cells` (a quantized layer keeps no float weights)."""
+        if self.int8_cells is not None:
+            cell = self.int8_cells[i]
+            return cell(x, (h, c)) if self.is_lstm else (cell(x, h), None)
+        weights = self._cell_weights(i)
+        if self.is_lstm:
+            return torch.lstm_cell(x, (h, c), *weights)
+        return torch.gru_cell(x, h, *weights), None
+
+    def cells(self) -> nn.ModuleList:
+        """nn.LSTMCell (or nn.GRUCell) copies of the layers' weights, one per layer: what `step`
+        computes, as modules that torch's quantization can convert."""
+        cell_class = nn.LSTMCell if self.is_lstm else nn.GRUCell
+        cells = nn.ModuleList()
+        for i in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._cell_weights(i)
+            cell = cell_class(w_ih.size(1), w_hh.size(1)).to(w_ih.device)
+            with torch.no_grad():
+                for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), (w_ih, w_hh, b_ih, b_hh)):
+                    getattr(cell, name).copy_(value)
+            cells.append(cell)
+        return cells
 
     def _cell_weights(self, i: int) -> tuple[torch.Tensor, ...]:
         """Layer i's (w_ih, w_hh, b_ih, b_hh), wherever nn.LSTM / nn.GRU keeps them."""

@@ -15,6 +15,8 @@ The model's API is what training and search use:
                                                               select / reorder keep rows (DecoderState)
     forward(batch) -> summed loss                             teacher forcing: the task protocol
                                                               (nmt/tasks/base.py)
+    target_log_probs(state, tgt_in, tgt_out) -> (B, T)        teacher forcing per position, for
+                                                              scoring given translations
 """
 
 from __future__ import annotations
@@ -239,6 +241,23 @@ class Seq2Seq(nn.Module):
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
         return F.log_softmax(self.output(out).float(), dim=-1), replace(state, h=h, c=c)
+
+    def target_log_probs(self, state: DecoderState, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing, kept per position: log p(tgt_out[b, t] | source, tgt_in[b, :t+1]) as (B, T)
+        float32, 0 at padding, from `encode`'s state (selected to one row per target, as search
+        selects it). `forward` sums one loss over the batch; scoring candidates
+        (nmt/decode/score.py) needs each row's own sum, which this gives with `.sum(1)`."""
+        hidden = self.decode_all(tgt_in, state)  # (B, T, H)
+        real = tgt_out != PAD  # (B, T)
+        # The output layer, the costliest, only at real positions, 4096 of them at a time (as many
+        # rows as a big search step has), so the (N, V) logits stay small.
+        hidden, targets = hidden[real], tgt_out[real]  # (N, H), (N,)
+        picked = []
+        for start in range(0, targets.size(0), 4096):
+            logits = self.output(hidden[start:start + 4096]).float()  # (n, V); a split layer gathers its slices
+            # log_softmax(z)[y] = z[y] - logsumexp(z), without a second (n, V) tensor
+            picked.append(logits.gather(1, targets[start:start + 4096, None]).squeeze(1) - logits.logsumexp(-1))
+        return torch.zeros_like(tgt_out, dtype=torch.float32).masked_scatter(real, torch.cat(picked))
 
     def forward(self, batch: ParallelBatch, label_smoothing: float = 0.0) -> torch.Tensor:
         """The batch's summed cross-entropy over its real target tokens (batch.num_tokens of
