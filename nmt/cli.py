@@ -410,12 +410,15 @@ def serve(
     body_timeout: float = typer.Option(SERVING.body_timeout, help="Seconds a client may take to send its body "
                                                                   "(then 408)."),
     max_connections: int = typer.Option(SERVING.max_connections, help="Open connections; beyond, 503."),
+    retry_after: int = typer.Option(SERVING.retry_after, help="Seconds in the Retry-After header of a 503."),
     api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (NMT_SERVE_API_KEYS is read "
                                                             "too, comma-separated) [none: no key needed]."),
     cors_origins: List[str] = typer.Option([], "--cors-origin", help="Let pages of this origin call the API "
                                                                      "(repeatable; * for any) [none]."),
     threads: Optional[int] = typer.Option(SERVING.threads, help="CPU threads for PyTorch [one per core]."),
     device: str = typer.Option(SERVING.device, help="auto, cpu, cuda or cuda:N."),
+    quantize: Optional[str] = typer.Option(SERVING.quantize, help="int8: int8 weights for a faster search on the "
+                                                                  "CPU (as nmt translate --quantize)."),
 ):
     """Serve translations over HTTP: POST /translate, GET /models, /health, /metrics, a web page at /."""
     from nmt.serve.auth import load_api_keys
@@ -425,7 +428,8 @@ def serve(
         host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_texts=max_texts,
         max_chars=max_chars, max_body_bytes=max_body_bytes, max_beam=max_beam, max_samples=max_samples,
         request_timeout=request_timeout, body_timeout=body_timeout, max_connections=max_connections,
-        api_keys=load_api_keys(api_keys_file), cors_origins=tuple(cors_origins), threads=threads, device=device)
+        retry_after=retry_after, api_keys=load_api_keys(api_keys_file), cors_origins=tuple(cors_origins),
+        threads=threads, device=device, quantize=quantize)
     run_server(checkpoints, settings)
 
 

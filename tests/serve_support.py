@@ -23,6 +23,24 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 180  # seconds: importing torch and loading a model on a busy 2-core machine
 
+# The small limits of the servers most tests talk to, so that a test can reach each one cheaply.
+LIMITS = {"max_texts": 4, "max_chars": 200, "max_body_bytes": 4000, "max_beam": 6, "max_samples": 4}
+# A text of the toy corpus's words that takes the tiny model a second or so to search on a CPU.
+LONG_TEXT = " ".join(["wa0 wb1 wc2 wd3 we4"] * 25)
+
+
+def limited_server(trained_run: Path, *extra) -> "Server":
+    """The toy model under two names (toy: the run folder, copy: its best/), with LIMITS."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in LIMITS.items()]
+    return Server("-m", f"toy={trained_run}", "-m", f"copy={trained_run / 'best'}", *flags, "--body-timeout", "2",
+                  "--max-wait-ms", "5", "--threads", "1", "--device", "cpu", *extra)
+
+
+def run_serve(*args, env: Optional[dict] = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`nmt serve ARGS` run to its end (for servers that must not start)."""
+    return subprocess.run([sys.executable, "-m", "nmt", "serve", *map(str, args)], cwd=ROOT, env=nmt_env(env),
+                          capture_output=True, text=True, timeout=timeout)
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -32,7 +32,7 @@ from nmt.serve.auth import key_is_valid, presented_key
 from nmt.serve.batcher import QueueFull, Stopped
 from nmt.serve.limits import RequestError, ServeSettings, parse_request
 from nmt.serve.metrics import Metrics
-from nmt.serve.models import ServedModel
+from nmt.serve.models import ServedModel, attention_for
 
 logger = logging.getLogger("nmt")
 
@@ -126,6 +126,8 @@ async def translate_request(request: Request, models: dict[str, ServedModel], se
     parsed = parse_request(await read_json(request, settings, deadline), settings)
     model = pick_model(models, parsed.model)
     options = model.options(parsed.changes, settings)
+    if parsed.attention:
+        model.check_attention()
     try:
         job = model.batcher.submit(parsed.texts, options, alone=options.sample)
     except QueueFull:
@@ -139,7 +141,8 @@ async def translate_request(request: Request, models: dict[str, ServedModel], se
         results = await wait_for(job, model, request, deadline, settings)
     finally:
         metrics.in_progress.dec()
-    return JSONResponse(answer(model, parsed.texts, options, results))
+    attention = attention_for(model, parsed.texts, results) if parsed.attention else None
+    return JSONResponse(answer(model, parsed.texts, options, results, attention))
 
 
 def pick_model(models: dict[str, ServedModel], name):
@@ -225,16 +228,19 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def answer(model: ServedModel, texts, options, results) -> dict:
-    """Each text's hypotheses, best first, with the scores search ranked them by."""
-    def hypothesis(translation) -> dict:
-        return {"text": translation.text, "score": translation.score, "log_prob": translation.log_prob,
-                "tokens": model.pieces(translation.tokens), "token_scores": list(translation.token_scores)}
+def answer(model: ServedModel, texts, options, results, attention=None) -> dict:
+    """Each text's hypotheses, best first, with the scores search ranked them by (and, when asked,
+    each one's attention weights: `attention[i][k]` belongs to results[i][k], see attention_for)."""
+    def hypothesis(translation, weights) -> dict:
+        found = {"text": translation.text, "score": translation.score, "log_prob": translation.log_prob,
+                 "tokens": model.pieces(translation.tokens), "token_scores": list(translation.token_scores)}
+        return found if weights is None else {**found, "attention": weights}
 
     used = {key: getattr(options, key) for key in ("beam", "n_best", "length_penalty", "word_penalty",
                                                    "no_repeat_ngram", "sample")}
     if options.sample:
         used.update({key: getattr(options, key) for key in ("temperature", "top_k", "top_p", "n_samples", "seed")})
     return {"model": model.name, "options": used,
-            "translations": [{"source": text, "hypotheses": [hypothesis(t) for t in found]}
-                             for text, found in zip(texts, results)]}
+            "translations": [{"source": text, "hypotheses": [hypothesis(t, None if attention is None else attention[i][k])
+                                                             for k, t in enumerate(found)]}
+                             for i, (text, found) in enumerate(zip(texts, results))]}

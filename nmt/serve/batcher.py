@@ -7,9 +7,11 @@ work and awaits futures, and PyTorch never runs two searches of one model at onc
   2. lets the oldest waiting job wait up to `max_wait` seconds for others with the same options to
      fill a batch of `max_batch` sentences (no waiting once the batch is full, and none when that
      job has already waited that long, e.g. behind the previous batch);
-  3. takes up to `max_batch` sentences from the jobs with the oldest job's options, in queue
-     order; a job with sentences left over goes to the back of the queue, so a large request is
-     searched in batch-sized pieces interleaved with the requests behind it and cannot starve them;
+  3. takes up to `max_batch` sentences from the jobs with the oldest job's options, dealt out one
+     per job in turn (queue order), so every waiting request gets a place in the batch before a
+     large one gets a second; a job with sentences left over goes to the back of the queue. A
+     large request is thus searched in pieces, beside the requests that arrive meanwhile, and
+     cannot starve them;
   4. searches the batch in one call and hands each job its results; a job whose last sentence
      is done gets its future resolved.
 
@@ -128,20 +130,23 @@ class Batcher:
         return sum(job.left for job in self._pending if job.key == key)
 
     def _take(self, key: Hashable) -> list[tuple[Job, range]]:
-        """Up to max_batch texts of the jobs with `key`, in queue order; a job left with texts
-        goes to the back of the queue (step 3 above)."""
-        room, batch, kept, unfinished = self.max_batch, [], [], []
-        for job in self._pending:
-            if room and job.key == key:
-                count = min(room, job.left)
+        """Up to max_batch texts of the jobs with `key`, shared out one at a time in queue order;
+        a job left with texts goes to the back of the queue (step 3 above)."""
+        like = [job for job in self._pending if job.key == key]
+        shares, room = [0] * len(like), self.max_batch
+        while room and any(share < job.left for share, job in zip(shares, like)):
+            for i, job in enumerate(like):
+                if room and shares[i] < job.left:
+                    shares[i] += 1
+                    room -= 1
+        batch = []
+        for job, count in zip(like, shares):
+            if count:
                 batch.append((job, range(job.taken, job.taken + count)))
                 job.taken += count
-                room -= count
-                if job.left:
-                    unfinished.append(job)
-            else:
-                kept.append(job)
-        self._pending = kept + unfinished
+        taken = {id(job) for job, _ in batch}
+        self._pending = ([job for job in self._pending if id(job) not in taken] +
+                         [job for job, _ in batch if job.left])
         self._queued -= self.max_batch - room
         return batch
 

@@ -38,6 +38,7 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()  # empty: no cross-origin page may call the API
     threads: Optional[int] = None  # PyTorch's CPU threads; None: its default
     device: str = "auto"
+    quantize: Optional[str] = None  # "int8": int8 weights on the CPU (nmt/decode/quantize.py)
 
     def check(self) -> None:
         """Every rule between the settings, as one `NmtError` naming the flag."""
@@ -92,7 +93,7 @@ class RequestError(Exception):
 REQUEST_OPTIONS = {"beam": int, "n_best": int, "length_penalty": float, "word_penalty": float,
                    "no_repeat_ngram": int, "sample": bool, "temperature": float, "top_k": int, "top_p": float,
                    "n_samples": int, "seed": int}
-REQUEST_KEYS = ("text", "model", *REQUEST_OPTIONS)
+REQUEST_KEYS = ("text", "model", "attention", *REQUEST_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class TranslateRequest:
     texts: tuple[str, ...]  # cleaned as the command line cleans a line
     model: Optional[str]  # None: the first model
     changes: dict  # option -> value, for Translator.options
+    attention: bool = False  # each hypothesis's attention weights too (attention models only)
 
 
 def parse_request(body: Any, settings: ServeSettings) -> TranslateRequest:
@@ -116,7 +118,8 @@ def parse_request(body: Any, settings: ServeSettings) -> TranslateRequest:
     if model is not None and not isinstance(model, str):
         raise RequestError(422, f"'model' must be a string, not a {_json_type(model)}", field="model")
     changes = {key: _typed(key, body[key], kind) for key, kind in REQUEST_OPTIONS.items() if key in body}
-    return TranslateRequest(_texts(body.get("text"), settings), model, changes)
+    attention = _typed("attention", body.get("attention", False), bool)
+    return TranslateRequest(_texts(body.get("text"), settings), model, changes, attention)
 
 
 def _texts(value: Any, settings: ServeSettings) -> tuple[str, ...]:

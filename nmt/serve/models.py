@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from nmt.errors import NmtError
 from nmt.serve.batcher import Batcher
@@ -79,6 +79,28 @@ class ServedModel:
     def pieces(self, tokens) -> list[str]:
         return [self.translator.tgt_tokenizer.processor.id_to_piece(token) for token in tokens]
 
+    def check_attention(self) -> None:
+        """Attention weights are asked of a model that has attention, before anything is searched."""
+        if self.translator.config.model.attention == "none":
+            raise RequestError(422, f"model {self.name} has no attention (model.attention: none): attention "
+                                    f"weights come only from attention models", field="attention")
+
+
+def attention_for(model: ServedModel, texts: Sequence[str], results: list[list[Any]]) -> list[list[dict]]:
+    """The attention weights of each text's hypotheses, for `"attention": true`.
+
+    Answers, for texts[i] and its hypothesis results[i][k], a dict
+        {"source_pieces": [...],   # the source's pieces, in reading order
+         "target_pieces": [...],   # the hypothesis's pieces, then "</s>"
+         "weights": [[...], ...]}  # one row per target piece, one column per source piece; rows sum to 1
+    which `answer` puts into the hypothesis as its "attention" field and the page draws as a heatmap.
+
+    Not computed here yet: the weights come from forced decoding of each hypothesis, a function of
+    the decode package that is being written elsewhere; this hook is where it will be called. Until
+    then a request for them is refused, naming the field.
+    """
+    raise RequestError(400, "attention weights are not available yet for this server", field="attention")
+
 
 def load_models(specs: list[tuple[str, Path]], settings: ServeSettings, metrics: Metrics) -> dict[str, ServedModel]:
     """Every checkpoint loaded and checked against the limits; batchers made, not started."""
@@ -90,7 +112,7 @@ def load_models(specs: list[tuple[str, Path]], settings: ServeSettings, metrics:
         if name in models:
             raise NmtError(f"two models are named {name!r}: name them with --checkpoint NAME=PATH")
         folder = resolve(path).resolve()  # the step folder itself, not the `best` link: which checkpoint this is
-        translator = Translator.load(folder, settings.device)
+        translator = Translator.load(folder, settings.device, quantize=settings.quantize)
         check_servable(name, translator.config, settings)
         batcher = Batcher(lambda lines, options, t=translator: t.translate(lines, options),
                           max_batch=settings.max_batch, max_wait=settings.max_wait_ms / 1000,

@@ -42,6 +42,7 @@ async function loadModels() {
       const option = element("option", `${model.name} (${model.source_language} \u2192 ${model.target_language})`);
       option.value = model.name;
       option.dataset.beam = model.decode.beam;
+      option.dataset.attention = model.model.attention;
       select.append(option);
     }
     $("beam").max = limits.max_beam;
@@ -57,6 +58,9 @@ async function loadModels() {
 function modelChosen() {
   const chosen = $("model").selectedOptions[0];
   if (chosen) $("beam").value = chosen.dataset.beam;
+  const attention = Boolean(chosen) && chosen.dataset.attention !== "none";
+  $("attention-box").hidden = !attention;
+  if (!attention) $("attention").checked = false;
 }
 
 async function translate() {
@@ -65,6 +69,7 @@ async function translate() {
   if (lines.length > limits.max_texts) return say(`At most ${limits.max_texts} lines at a time.`, true);
   const beam = Number($("beam").value);
   const request = { text: lines, model: $("model").value, beam, n_best: Math.min(Number($("n-best").value), beam) };
+  if ($("attention").checked) request.attention = true;
   $("translate").disabled = true;
   say("Translating\u2026");
   const started = performance.now();
@@ -88,6 +93,9 @@ function show(answer) {
     const section = element("div", undefined, "result");
     section.append(element("div", translation.source, "source"), element("div", best.text, "best"),
                    tokens(best), hypotheses(translation.hypotheses));
+    translation.hypotheses.forEach((hypothesis, i) => {
+      if (hypothesis.attention) section.append(heatmap(hypothesis.attention, i + 1));
+    });
     results.append(section);
   }
 }
@@ -119,6 +127,33 @@ function hypotheses(list) {
     table.append(row);
   });
   return table;
+}
+
+// weights[i][j]: how much target piece i attended to source piece j (each row sums to 1).
+function heatmap(attention, rank) {
+  const box = element("details");
+  box.open = rank === 1;
+  box.append(element("summary", `Attention of hypothesis ${rank}`));
+  const table = element("table", undefined, "heatmap");
+  const head = element("thead");
+  const top = element("tr");
+  top.append(element("th"));
+  for (const piece of attention.source_pieces) top.append(element("th", piece));
+  head.append(top);
+  table.append(head);
+  attention.weights.forEach((row, i) => {
+    const line = element("tr");
+    line.append(element("th", attention.target_pieces[i]));
+    row.forEach((weight, j) => {
+      const cell = element("td");
+      cell.style.background = `rgba(31, 95, 168, ${weight.toFixed(3)})`;
+      cell.title = `${attention.target_pieces[i]} \u2192 ${attention.source_pieces[j]}: ${weight.toFixed(3)}`;
+      line.append(cell);
+    });
+    table.append(line);
+  });
+  box.append(table);
+  return box;
 }
 
 $("model").addEventListener("change", modelChosen);
