@@ -109,8 +109,6 @@ def load_models(specs: list[tuple[str, Path]], settings: ServeSettings, metrics:
 
     models: dict[str, ServedModel] = {}
     for name, path in specs:
-        if name in models:
-            raise NmtError(f"two models are named {name!r}: name them with --checkpoint NAME=PATH")
         folder = resolve(path).resolve()  # the step folder itself, not the `best` link: which checkpoint this is
         translator = Translator.load(folder, settings.device, quantize=settings.quantize)
         check_servable(name, translator.config, settings)

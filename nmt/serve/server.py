@@ -1,8 +1,9 @@
 """`nmt serve`: check, load, bind, serve, and stop without dropping an accepted request.
 
-The order matters to whoever starts the server: settings and names are checked first (one line
-for a bad port, in well under a second), then every checkpoint loads, then the port is bound;
-so a server that fails to start never had a port a client could reach.
+The order matters to whoever starts the server: settings and names are checked first, and the
+address is tried (bound and released, never listened on), so a bad flag or a port in use costs one
+line in well under a second; then every checkpoint loads, then the port is bound and listened on.
+So a server that fails to start never had a port a client could reach.
 
 Stopping (SIGTERM, or Ctrl-C): uvicorn closes the listening socket (new connections are refused),
 lets every request already received finish (their sentences are still queued with the batchers,
@@ -28,6 +29,11 @@ def serve(checkpoints: list[str], settings: ServeSettings) -> None:
     """Serve the checkpoints (each `PATH` or `NAME=PATH`) until SIGTERM or SIGINT."""
     settings.check()
     specs = [parse_checkpoint(spec) for spec in checkpoints]
+    names = [name for name, _ in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise NmtError(f"two models are named {name!r}: name them with --checkpoint NAME=PATH")
+    bind(settings.host, settings.port).close()  # a port in use is one line now, not after loading
     import uvicorn  # after the cheap checks; these imports take most of a second
 
     from nmt.serve.app import build_app
