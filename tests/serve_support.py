@@ -29,6 +29,11 @@ LIMITS = {"max_texts": 4, "max_chars": 200, "max_body_bytes": 4000, "max_beam": 
 LONG_TEXT = " ".join(["wa0 wb1 wc2 wd3 we4"] * 25)
 
 
+def case_id(case: str) -> str:
+    """A parametrized case's name as a test id without spaces: "a wrong key" -> a-wrong-key."""
+    return re.sub(r"[^A-Za-z0-9_]+", "-", case).strip("-")
+
+
 def limited_server(trained_run: Path, *extra) -> "Server":
     """The toy model under two names (toy: the run folder, copy: its best/), with LIMITS."""
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in LIMITS.items()]

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.serve_support import (LIMITS, LONG_TEXT, Server, free_port, limited_server, raw_connection, read_reply,
-                                 request_head, run_serve)
+from tests.serve_support import (LIMITS, LONG_TEXT, Server, case_id, free_port, limited_server, raw_connection,
+                                 read_reply, request_head, run_serve)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ LIMIT_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", LIMIT_CASES)
+@pytest.mark.parametrize("case", LIMIT_CASES, ids=case_id)
 def test_every_limit_answers_its_status_and_names_itself(server, case):
     payload, status = LIMIT_CASES[case]
     limit = case.split()[0]
@@ -93,7 +93,7 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("case", MALFORMED)
+@pytest.mark.parametrize("case", MALFORMED, ids=case_id)
 def test_malformed_requests_get_a_clear_json_error(server, case):
     body, status, words = MALFORMED[case]
     reply = server.post(body)
@@ -222,7 +222,7 @@ KEY_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", KEY_CASES)
+@pytest.mark.parametrize("case", KEY_CASES, ids=case_id)
 def test_the_api_needs_a_valid_key(keyed_server, case):
     headers, status = KEY_CASES[case]
     reply = keyed_server.post({"text": "wa0"}, headers=headers)
@@ -279,7 +279,7 @@ def corrupt_copy(run, tmp):
     return copy
 
 
-@pytest.mark.parametrize("case", START_FAILURES)
+@pytest.mark.parametrize("case", START_FAILURES, ids=case_id)
 def test_a_server_that_cannot_start_says_why_in_one_line(trained_run, tmp_path, case):
     make_args, env, words = START_FAILURES[case]
     holder = held_port()

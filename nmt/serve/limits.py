@@ -10,6 +10,7 @@ that carries the HTTP status and, for a limit, the limit's name: a client can te
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -159,7 +160,7 @@ def _typed(key: str, value: Any, kind: type) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok:
         wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
-        raise RequestError(422, f"'{key}' must be {wanted}, got {_json_type(value)} {value!r:.40}", field=key)
+        raise RequestError(422, f"'{key}' must be {wanted}, got {_json_type(value)} {json.dumps(value)[:40]}", field=key)
     return float(value) if kind is float else value
 
 
