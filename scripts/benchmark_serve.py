@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import re
 import signal
 import socket
@@ -52,7 +53,8 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen([sys.executable, "-m", "nmt", "serve", *flags, "--port", str(self.port)],
-                                        cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+                                        cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONPATH": str(ROOT)})  # this tree's nmt
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

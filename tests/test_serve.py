@@ -243,3 +243,36 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(trained_run):
     assert all(len(reply.json()["translations"]) == 2 for reply in replies)
     assert server.stop() == 0
     assert "stopped by SIGTERM: every accepted request was answered" in server.output()
+
+
+# --- the load benchmark ---------------------------------------------------------------------------
+
+
+def test_the_load_benchmark_reports_every_mode_and_client_count(trained_run, toy_workspace, tmp_path):
+    from scripts.benchmark_serve import main
+
+    out = tmp_path / "serve.json"
+    record = main(["--checkpoint", str(trained_run), "--input", str(toy_workspace / "corpus" / "test.src"),
+                   "--clients", "1,3", "--seconds", "0.5", "--threads", "1", "--device", "cpu", "--out", str(out)])
+    assert json.loads(out.read_text()) == record and record["commit"]
+    assert [(r["mode"], r["clients"]) for r in record["results"]] == [("batching", 1), ("batching", 3), ("off", 1),
+                                                                      ("off", 3)]
+    for result in record["results"]:
+        assert result["failed"] == {} and result["requests"] > 0 and result["sentences_per_s"] > 0
+        assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert [r["mean_batch_sentences"] for r in record["results"] if r["mode"] == "off"] == [1.0, 1.0]
+    assert set(record["batching_speedup"]) == {"1", "3"}
+
+
+def test_the_readme_names_every_request_key_and_every_limit_flag():
+    from pathlib import Path
+
+    from nmt.serve.limits import REQUEST_KEYS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Serving translations", 1)[1].split("\n## ", 1)[0]
+    assert [key for key in REQUEST_KEYS if f'"{key}"' not in section] == []
+    flags = [f"--{key.replace('_', '-')}" for key in (*LIMITS, "max_queue", "request_timeout", "body_timeout",
+                                                      "max_connections", "retry_after", "max_batch", "max_wait_ms")]
+    assert [flag for flag in flags if flag not in section] == []
+    assert "docs/serve-page.png" in section

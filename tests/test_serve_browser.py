@@ -63,13 +63,14 @@ def translate_in_page(driver, url: str, text: str, beam: int = 3, n_best: int = 
     rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
             for row in driver.find_elements(By.CSS_SELECTOR, "#results tr.hypothesis")]
     models = [option.get_attribute("value") for option in driver.find_elements(By.CSS_SELECTOR, "#model option")]
-    return best, rows, models, driver.find_element(By.ID, "status").text
+    attention_offered = driver.find_element(By.ID, "attention").is_displayed()
+    return best, rows, models, driver.find_element(By.ID, "status").text, attention_offered
 
 
 def test_the_page_translates_a_sentence_typed_into_it(server):
     driver = browser()
     try:
-        best, rows, models, status = translate_in_page(driver, f"http://127.0.0.1:{server.port}/", "wa0 wb1 wc2")
+        best, rows, models, status, attention_offered = translate_in_page(driver, f"http://127.0.0.1:{server.port}/", "wa0 wb1 wc2")
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         driver.quit()
@@ -78,4 +79,5 @@ def test_the_page_translates_a_sentence_typed_into_it(server):
     assert best == expected[0]["text"] != ""
     assert rows == [[str(i + 1), h["text"], f"{h['score']:.4f}", f"{h['log_prob']:.4f}"] for i, h in enumerate(expected)]
     assert status.startswith("1 sentence(s), beam 3")
+    assert not attention_offered  # the toy model has no attention: no box to tick
     assert errors == []  # no script error, no request the page's policy blocked

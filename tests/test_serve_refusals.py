@@ -106,6 +106,13 @@ def test_a_body_that_is_not_declared_json_is_refused(server):
     assert reply.status == 415 and "application/json" in reply.json()["error"]
 
 
+@pytest.mark.parametrize("method, path, status", [("GET", "/translate", 405), ("GET", "/translations", 404)],
+                         ids=["wrong-method", "unknown-path"])
+def test_a_path_or_method_the_api_lacks_gets_a_json_error(server, method, path, status):
+    reply = server.request(method, path)
+    assert reply.status == status and f"{method} {path}; the API is POST /translate" in reply.json()["error"]
+
+
 # --- clients that misbehave -----------------------------------------------------------------------
 
 

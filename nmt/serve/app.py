@@ -22,6 +22,7 @@ import time
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -91,7 +92,15 @@ def build_app(models: dict[str, ServedModel], settings: ServeSettings, metrics: 
     middleware = [Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                              allow_headers=["content-type", "authorization", "x-api-key"], max_age=600)
                   ] if settings.cors_origins else []
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                     exception_handlers={HTTPException: http_error})
+
+
+async def http_error(request: Request, error: HTTPException) -> Response:
+    """A path or method the API does not have, as JSON like every other refusal."""
+    return JSONResponse({"error": f"{error.detail}: {request.method} {request.url.path}; the API is POST /translate, "
+                                  f"GET /models, /health, /metrics (and the page at /)"},
+                        status_code=error.status_code, headers=error.headers)
 
 
 def answered(path: str, handler, settings: ServeSettings, metrics: Metrics, protected: bool):

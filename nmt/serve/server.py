@@ -34,10 +34,14 @@ def serve(checkpoints: list[str], settings: ServeSettings) -> None:
         if names.count(name) > 1:
             raise NmtError(f"two models are named {name!r}: name them with --checkpoint NAME=PATH")
     bind(settings.host, settings.port).close()  # a port in use is one line now, not after loading
-    import uvicorn  # after the cheap checks; these imports take most of a second
+    try:  # after the cheap checks; these imports take most of a second
+        import uvicorn
 
-    from nmt.serve.app import build_app
-    from nmt.serve.metrics import Metrics
+        from nmt.serve.app import build_app
+        from nmt.serve.metrics import Metrics
+    except ImportError as e:
+        raise NmtError(f"nmt serve needs {e.name}, which is not installed: pip install 'nmt[serve]' "
+                       f"(starlette, uvicorn, prometheus_client)") from None
     from nmt.serve.models import load_models
 
     if settings.threads:
