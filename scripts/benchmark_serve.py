@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     clients = [int(c) for c in args.clients.split(",")]
     lines = [line for line in read_lines(args.input) if line][:5000]
     payload = {} if args.beam is None else {"beam": args.beam}
-    common = ["-m", f"model={args.checkpoint}", "--device", args.device, "--max-queue", str(max(1024, 4 * max(clients))),
-              "--max-connections", str(max(512, 2 * max(clients))), "--request-timeout", "600"]
+    common = ["-m", f"model={args.checkpoint}", "--device", args.device, "--request-timeout", "600",
+              "--max-queue", str(max(1024, 4 * max(clients))), "--max-connections", str(max(512, 2 * max(clients)))]
     common += ["--threads", str(args.threads)] if args.threads else []
     modes = {"batching": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
              "off": ["--max-batch", "1", "--max-wait-ms", "0"]}
@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
     record = {"what": "nmt serve under concurrent single-sentence clients, batching on and off", **provenance(),
               "checkpoint": args.checkpoint, "input": str(args.input), "input_sentences": len(lines),
               "beam": args.beam or "the checkpoint's", "threads": args.threads, "seconds_per_point": args.seconds,
-              "max_wait_ms": args.max_wait_ms, "results": results}
+              "max_wait_ms": args.max_wait_ms,
+              # other work on the machine slows every point: the 1, 5 and 15 minute load at the end
+              "load_average": [round(x, 2) for x in os.getloadavg()], "results": results}
     by_mode = {(r["mode"], r["clients"]): r for r in results}
     record["batching_speedup"] = {str(c): round(by_mode["batching", c]["sentences_per_s"] /
                                                 by_mode["off", c]["sentences_per_s"], 2)

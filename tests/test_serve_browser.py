@@ -70,14 +70,16 @@ def translate_in_page(driver, url: str, text: str, beam: int = 3, n_best: int = 
 def test_the_page_translates_a_sentence_typed_into_it(server):
     driver = browser()
     try:
-        best, rows, models, status, attention_offered = translate_in_page(driver, f"http://127.0.0.1:{server.port}/", "wa0 wb1 wc2")
+        url = f"http://127.0.0.1:{server.port}/"
+        best, rows, models, status, attention_offered = translate_in_page(driver, url, "wa0 wb1 wc2")
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         driver.quit()
     expected = server.post({"text": "wa0 wb1 wc2", "beam": 3, "n_best": 2}).json()["translations"][0]["hypotheses"]
     assert models == ["toy", "copy"]
     assert best == expected[0]["text"] != ""
-    assert rows == [[str(i + 1), h["text"], f"{h['score']:.4f}", f"{h['log_prob']:.4f}"] for i, h in enumerate(expected)]
+    assert rows == [[str(i + 1), h["text"], f"{h['score']:.4f}", f"{h['log_prob']:.4f}"]
+                    for i, h in enumerate(expected)]
     assert status.startswith("1 sentence(s), beam 3")
     assert not attention_offered  # the toy model has no attention: no box to tick
     assert errors == []  # no script error, no request the page's policy blocked

@@ -264,7 +264,8 @@ def held_port():
 
 
 START_FAILURES = {
-    "a checkpoint that does not exist": (lambda run, tmp: ["-m", tmp / "nowhere"], {}, "checkpoint {tmp}/nowhere not found"),
+    "a checkpoint that does not exist": (lambda run, tmp: ["-m", tmp / "nowhere"], {},
+                                         "checkpoint {tmp}/nowhere not found"),
     "a corrupt checkpoint": (lambda run, tmp: ["-m", corrupt_copy(run, tmp)], {},
                              "{tmp}/corrupt/model.safetensors is corrupt or not this checkpoint's"),
     "a port in use": (lambda run, tmp: ["-m", run, "--port", "HELD"], {}, "cannot listen on 127.0.0.1:"),

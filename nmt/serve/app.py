@@ -249,7 +249,7 @@ def answer(model: ServedModel, texts, options, results, attention=None) -> dict:
                                                    "no_repeat_ngram", "sample")}
     if options.sample:
         used.update({key: getattr(options, key) for key in ("temperature", "top_k", "top_p", "n_samples", "seed")})
+    attention = attention or [[None] * len(found) for found in results]
     return {"model": model.name, "options": used,
-            "translations": [{"source": text, "hypotheses": [hypothesis(t, None if attention is None else attention[i][k])
-                                                             for k, t in enumerate(found)]}
-                             for i, (text, found) in enumerate(zip(texts, results))]}
+            "translations": [{"source": text, "hypotheses": [hypothesis(t, weights) for t, weights in zip(found, maps)]}
+                             for text, found, maps in zip(texts, results, attention)]}

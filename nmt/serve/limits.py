@@ -160,7 +160,8 @@ def _typed(key: str, value: Any, kind: type) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok:
         wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
-        raise RequestError(422, f"'{key}' must be {wanted}, got {_json_type(value)} {json.dumps(value)[:40]}", field=key)
+        raise RequestError(422, f"'{key}' must be {wanted}, got {_json_type(value)} {json.dumps(value)[:40]}",
+                           field=key)
     return float(value) if kind is float else value
 
 
