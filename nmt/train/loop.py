@@ -38,7 +38,7 @@ from nmt.errors import NmtError
 from nmt.tasks import Task, build_task
 from nmt.train.distributed import join
 from nmt.train.averaging import WeightAverage
-from nmt.train.graphs import CapturedSteps
+from nmt.train.graphs import CapturedSteps, why_not_capturable
 from nmt.train.progress import JsonlLog, Progress, Window
 from nmt.train.schedule import LearningRateSchedule, set_rate
 from nmt.train.setup import check_model_fits, make_optimizer, place
@@ -101,7 +101,12 @@ class Trainer:
         self.model = self.task.build_model()
         self.forward, self.device = place(self.model, t, self.world, device)  # forward: DDP under torchrun
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.parameters, t, capturable=t.cuda_graphs and self.device.type == "cuda")
+        graphs = t.cuda_graphs and self.device.type == "cuda"
+        if graphs and why_not_capturable(self.model):
+            log.warning(f"warning: train.cuda_graphs is off for this run: {why_not_capturable(self.model)}; "
+                        f"training eagerly")
+            graphs = False
+        self.optimizer = make_optimizer(self.parameters, t, capturable=graphs)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
         self.averager = WeightAverage(self.parameters)
         self.state = TrainerState(run_id=uuid.uuid4().hex)
@@ -110,7 +115,7 @@ class Trainer:
             self._restore(resume_from)
         self.guard = NonfiniteGuard(self.device, total=self.state.nonfinite_steps)
         self.captured: Optional[CapturedSteps] = None
-        if t.cuda_graphs and self.device.type == "cuda":
+        if graphs:
             self.captured = CapturedSteps(self.update, self.parameters, self.optimizer, self.device)
         # Only the first process reports and writes; the others train quietly.
         self.say = log.info if self.world.main else (lambda message: None)
