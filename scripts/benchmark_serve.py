@@ -7,7 +7,8 @@ process on a free loopback port, then for each client count N runs N asyncio cli
 sends the next (a closed loop, as interactive users do), cycling through `--input` from its own
 offset. A request's latency runs from just before it is sent to its answer; sentences/s is the
 answers divided by the time from the first request to the last answer. The server's /metrics give
-the mean sentences per search batch. Writes one JSON record with `nmt.provenance.provenance()`.
+the mean sentences per search batch and the mean time a request spent inside the server (from its
+arrival to its answer): the rest of a client's mean latency is HTTP on both sides and the client. Writes one JSON record with `nmt.provenance.provenance()`.
 
     python scripts/benchmark_serve.py --checkpoint runs/quickstart/run --input runs/quickstart/corpus/test.en \\
         --clients 1,4,16,64 --threads 2 --out benchmarks/results/serve-quickstart-cpu.json
@@ -71,12 +72,18 @@ class ServerProcess:
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")
 
-    def batch_totals(self) -> tuple[float, float]:
-        """(sentences, batches) searched so far, from /metrics."""
+    def totals(self) -> dict:
+        """Running sums from /metrics: sentences and batches searched, /translate's answers and the
+        seconds they took inside the server (arrival to answer, without the client's side)."""
         text = httpx.get(self.url + "/metrics", timeout=30).text
-        sums = re.findall(r"^nmt_serve_batch_sentences_(sum|count)\{[^}]*\} (\S+)$", text, re.M)
-        totals = {kind: sum(float(v) for k, v in sums if k == kind) for kind in ("sum", "count")}
-        return totals["sum"], totals["count"]
+
+        def total(pattern: str) -> float:
+            return sum(float(value) for value in re.findall(pattern + r" (\S+)$", text, re.M))
+
+        return {"sentences": total(r"^nmt_serve_batch_sentences_sum\{[^}]*\}"),
+                "batches": total(r"^nmt_serve_batch_sentences_count\{[^}]*\}"),
+                "answers": total(r'^nmt_serve_request_seconds_count\{route="/translate"\}'),
+                "answer_seconds": total(r'^nmt_serve_request_seconds_sum\{route="/translate"\}')}
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -120,15 +127,19 @@ async def load(url: str, lines: list[str], clients: int, seconds: float, payload
 
 
 def measure(server: ServerProcess, lines: list[str], clients: int, seconds: float, payload: dict) -> dict:
-    before = server.batch_totals()
+    before = server.totals()
     found = asyncio.run(load(server.url, lines, clients, seconds, payload))
-    after = server.batch_totals()
+    after = server.totals()
+    change = {key: after[key] - before[key] for key in after}
     latencies = found["latencies"]
-    batches = after[1] - before[1]
     return {"clients": clients, "requests": len(latencies), "failed": found["failures"],
             "seconds": round(found["wall"], 2), "sentences_per_s": round(len(latencies) / found["wall"], 2),
             "p50_ms": round(1000 * percentile(latencies, 50), 1), "p99_ms": round(1000 * percentile(latencies, 99), 1),
-            "mean_batch_sentences": round((after[0] - before[0]) / batches, 2) if batches else None}
+            "mean_batch_sentences": round(change["sentences"] / change["batches"], 2) if change["batches"] else None,
+            # the mean time a request spent inside the server; the rest of mean_ms is HTTP and the client
+            "mean_ms": round(1000 * sum(latencies) / len(latencies), 1),
+            "server_mean_ms": (round(1000 * change["answer_seconds"] / change["answers"], 1)
+                               if change["answers"] else None)}
 
 
 def main(argv: list[str] | None = None) -> dict:
