@@ -8,7 +8,8 @@ sends the next (a closed loop, as interactive users do), cycling through `--inpu
 offset. A request's latency runs from just before it is sent to its answer; sentences/s is the
 answers divided by the time from the first request to the last answer. The server's /metrics give
 the mean sentences per search batch and the mean time a request spent inside the server (from its
-arrival to its answer): the rest of a client's mean latency is HTTP on both sides and the client. Writes one JSON record with `nmt.provenance.provenance()`.
+arrival to its answer): the rest of a client's mean latency is HTTP on both sides and the client,
+whose own event loop's lag (how late a 10 ms sleep wakes up, p99) is recorded too. Writes one JSON record with `nmt.provenance.provenance()`.
 
     python scripts/benchmark_serve.py --checkpoint runs/quickstart/run --input runs/quickstart/corpus/test.en \\
         --clients 1,4,16,64 --threads 2 --out benchmarks/results/serve-quickstart-cpu.json
@@ -121,9 +122,16 @@ async def load(url: str, lines: list[str], clients: int, seconds: float, payload
                 else:
                     failures[str(reply.status_code)] = failures.get(str(reply.status_code), 0) + 1
 
-        await asyncio.gather(*(one_client(i) for i in range(clients)))
+        async def ticker() -> None:  # how late this process's own event loop wakes up: the client's lag
+            while time.perf_counter() < deadline:
+                asked = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - asked - 0.01)
+
+        lags: list[float] = []
+        await asyncio.gather(ticker(), *(one_client(i) for i in range(clients)))
         wall = time.perf_counter() - started
-    return {"latencies": latencies, "wall": wall, "failures": failures}
+    return {"latencies": latencies, "wall": wall, "failures": failures, "lags": lags}
 
 
 def measure(server: ServerProcess, lines: list[str], clients: int, seconds: float, payload: dict) -> dict:
@@ -138,6 +146,7 @@ def measure(server: ServerProcess, lines: list[str], clients: int, seconds: floa
             "mean_batch_sentences": round(change["sentences"] / change["batches"], 2) if change["batches"] else None,
             # the mean time a request spent inside the server; the rest of mean_ms is HTTP and the client
             "mean_ms": round(1000 * sum(latencies) / len(latencies), 1),
+            "client_loop_lag_p99_ms": round(1000 * percentile(found["lags"], 99), 1),
             "server_mean_ms": (round(1000 * change["answer_seconds"] / change["answers"], 1)
                                if change["answers"] else None)}
 
