@@ -56,7 +56,8 @@ class ServerProcess:
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen([sys.executable, "-m", "nmt", "serve", *flags, "--port", str(self.port)],
                                         cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONPATH": str(ROOT)})  # this tree's nmt
+                                        env={**os.environ, "PYTHONPATH": os.pathsep.join(  # this tree's nmt first
+                                            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
