@@ -19,7 +19,7 @@ from nmt.errors import NmtError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent sequence-to-sequence translation (Sutskever, Vinyals & Le 2014).")
-app.add_typer(analyze_app, name="analyze")  # nmt analyze curves|lengths|frequency|vectors|report
+app.add_typer(analyze_app, name="analyze")  # nmt analyze curves|lengths|frequency|vectors|attention|report
 
 
 def _print_version(value: bool) -> None:
@@ -191,6 +191,10 @@ def translate(
     quantize: Optional[str] = typer.Option(None, help="int8: int8 weights for a faster search on the CPU "
                                                       "(CPU only; nmt/decode/quantize.py says what is quantized)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch [torch's default: one per core]."),
+    attention: Optional[Path] = typer.Option(None, "--attention", help="Also write the attention weights of each "
+                                                                       "line's best translation to this file, one "
+                                                                       "JSON line per input line (a model with "
+                                                                       "attention; stdin is read whole)."),
 ):
     """Translate raw text, one output line per input line, in input order; from a terminal or a pipe,
     each line as it arrives."""
@@ -201,19 +205,31 @@ def translate(
     from nmt.decode.translate import Translator, translate_file  # imports torch: after the cheap checks
     from nmt.files import check_writable
 
-    if output is not None:
-        check_writable(output, [input] if input else [])
+    for path in (output, attention):
+        if path is not None:
+            check_writable(path, [input] if input else [])
+    _check_attention_file(attention, output)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
     translator = Translator.load(checkpoints, device, quantize=quantize)
+    if attention is not None:  # before translating, which may take long
+        from nmt.decode.attention import require_attention
+
+        require_attention(translator.model, ", ".join(map(str, checkpoints)))
     options = translator.options(
         beam=beam, batch_size=batch_size, n_best=n_best, length_penalty=length_penalty, max_len_a=max_len_a,
         max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, word_penalty=word_penalty,
         no_repeat_ngram=no_repeat_ngram, ensemble_mode=ensemble_mode, sample=sample, temperature=temperature,
         top_k=top_k, top_p=top_p, n_samples=n_samples, seed=seed, cuda_graphs=cuda_graphs, option_name=_flag)
-    translate_file(translator, input, output, options)
+    translate_file(translator, input, output, options, attention)
+
+
+def _check_attention_file(attention: Optional[Path], output: Optional[Path]) -> None:
+    """translate --attention: the weights must not overwrite the translation."""
+    if output is not None and attention is not None and output.resolve() == attention.resolve():
+        raise NmtError(f"--attention {attention} is the --output file too: name another file for the weights")
 
 
 @app.command("score")
@@ -382,6 +398,55 @@ def perplexity(
         typer.echo(f"perplexity {result['ppl_per_word']:.2f} per word ({result['words']:,} words with line ends), "
                    f"{result['ppl_per_token']:.2f} per token ({result['tokens_scored']:,} of {result['tokens']:,} "
                    f"scored); {result['bits_per_character']:.3f} bits per character")
+
+
+from nmt.serve.limits import ServeSettings  # noqa: E402 (no torch): the one home of nmt serve's defaults
+
+SERVING = ServeSettings()
+
+
+@app.command()
+@user_errors
+def serve(
+    checkpoints: List[str] = typer.Option(..., "--checkpoint", "-m", help="A run or checkpoint folder to serve, "
+                                          "or NAME=PATH to name it (repeatable: several models)."),
+    host: str = typer.Option(SERVING.host, help="Address to listen on; 0.0.0.0 opens it to other machines."),
+    port: int = typer.Option(SERVING.port, help="TCP port."),
+    max_batch: int = typer.Option(SERVING.max_batch, help="Most sentences per search batch; 1: no batching."),
+    max_wait_ms: float = typer.Option(SERVING.max_wait_ms, help="How long a sentence waits for others to fill "
+                                                                "its batch."),
+    max_queue: int = typer.Option(SERVING.max_queue, help="Sentences waiting per model; beyond, 503 + Retry-After."),
+    max_texts: int = typer.Option(SERVING.max_texts, help="Texts per request."),
+    max_chars: int = typer.Option(SERVING.max_chars, help="Characters per text."),
+    max_body_bytes: int = typer.Option(SERVING.max_body_bytes, help="Request body size limit."),
+    max_beam: int = typer.Option(SERVING.max_beam, help="Largest beam (and n-best) a request may ask for."),
+    max_samples: int = typer.Option(SERVING.max_samples, help="Most samples per sentence a request may ask for."),
+    request_timeout: float = typer.Option(SERVING.request_timeout, help="Seconds from a request's arrival to its "
+                                                                        "answer (then 503)."),
+    body_timeout: float = typer.Option(SERVING.body_timeout, help="Seconds a client may take to send its body "
+                                                                  "(then 408)."),
+    max_connections: int = typer.Option(SERVING.max_connections, help="Open connections; beyond, 503."),
+    retry_after: int = typer.Option(SERVING.retry_after, help="Seconds in the Retry-After header of a 503."),
+    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (NMT_SERVE_API_KEYS is read "
+                                                            "too, comma-separated) [none: no key needed]."),
+    cors_origins: List[str] = typer.Option([], "--cors-origin", help="Let pages of this origin call the API "
+                                                                     "(repeatable; * for any) [none]."),
+    threads: Optional[int] = typer.Option(SERVING.threads, help="CPU threads for PyTorch [one per core]."),
+    device: str = typer.Option(SERVING.device, help="auto, cpu, cuda or cuda:N."),
+    quantize: Optional[str] = typer.Option(SERVING.quantize, help="int8: int8 weights for a faster search on the "
+                                                                  "CPU (as nmt translate --quantize)."),
+):
+    """Serve translations over HTTP: POST /translate, GET /models, /health, /metrics, a web page at /."""
+    from nmt.serve.auth import load_api_keys
+    from nmt.serve.server import serve as run_server
+
+    settings = ServeSettings(
+        host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_texts=max_texts,
+        max_chars=max_chars, max_body_bytes=max_body_bytes, max_beam=max_beam, max_samples=max_samples,
+        request_timeout=request_timeout, body_timeout=body_timeout, max_connections=max_connections,
+        retry_after=retry_after, api_keys=load_api_keys(api_keys_file), cors_origins=tuple(cors_origins),
+        threads=threads, device=device, quantize=quantize)
+    run_server(checkpoints, settings)
 
 
 @app.command()

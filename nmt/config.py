@@ -125,6 +125,9 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None  # stop after this many evaluations without a better dev score
     keep_best: int = 1  # checkpoints kept besides `last`, best dev scores first
     log_every: int = 50
+    # Also write what log.jsonl gets as TensorBoard scalars, into run_dir/tensorboard/ (view them
+    # with `tensorboard --logdir RUN_DIR`); needs the optional tensorboard package: pip install 'nmt[tensorboard]'.
+    tensorboard: bool = False
     eval_every: int = 1000
     save_every: int = 1000
     eval_bleu_sentences: int = 500  # dev sentences decoded greedily for BLEU at each eval (0: rank by perplexity)

@@ -35,6 +35,7 @@ RESULT = re.compile(r"^test BLEU ([\d.]+)  chrF ([\d.]+)  exact match ([\d.]+)%"
 
 
 def run_case(threads: int, neighbour: bool, extra: list[str]) -> dict:
+    load_before = round(os.getloadavg()[0], 2)
     helper = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if neighbour else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +57,9 @@ def run_case(threads: int, neighbour: bool, extra: list[str]) -> dict:
             helper.kill()
             helper.wait()
     result = {"threads": threads, "neighbour": "busy" if neighbour else "none", "returncode": process.returncode,
-              "wall_seconds": round(wall, 1), "command": " ".join(command[1:])}
+              "wall_seconds": round(wall, 1), "command": " ".join(command[1:]),
+              # the machine's 1-minute load before and after: other work on a shared machine shows here
+              "load_average_1min": {"before": load_before, "after": round(os.getloadavg()[0], 2)}}
     scores = next((RESULT.match(line) for line in stdout if RESULT.match(line)), None)
     if scores:
         result.update(bleu=float(scores[1]), chrf=float(scores[2]), exact_match_percent=float(scores[3]))

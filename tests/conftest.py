@@ -97,6 +97,18 @@ def trained_run(toy_workspace, tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.fixture(scope="session")
+def attention_run(toy_workspace, tmp_path_factory) -> Path:
+    """Like trained_run, for the tiny model with (general) attention: what attention plots need."""
+    from nmt.train.start import train
+
+    root = tmp_path_factory.mktemp("attention")
+    for name in ("corpus", "prepared"):
+        (root / name).symlink_to(toy_workspace / name)
+    train(tiny_config(root, model={"attention": "general"}), stream=open("/dev/null", "w"))
+    return root / "run"
+
+
 @pytest.fixture
 def copy_of_run(trained_run, tmp_path) -> Path:
     """A private copy of the trained run, for tests that damage it."""

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
 COVERED = ["tests/test_bad_input.py", "tests/test_text_inputs.py", "tests/test_reliability.py",
-           "tests/test_properties.py", "tests/test_bad_input_classes.py"]
+           "tests/test_properties.py", "tests/test_bad_input_classes.py", "tests/test_serve_refusals.py"]
 TEST_ID = re.compile(r"`(tests/[\w/]+\.py::[^`\s]+)`")
 
 

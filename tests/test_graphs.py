@@ -225,3 +225,29 @@ def test_real_cuda_graphs_train_a_language_model_like_the_eager_loop(tmp_path):
     assert trainers[True].captured is not None and len(trainers[True].captured.graphs) >= 1
     for a, b in zip(trainers[False].model.state_dict().values(), trainers[True].model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_a_weight_dropped_language_model_is_never_captured():
+    """Its replayed graph crashed the process on the H200 (see graphs.why_not_capturable)."""
+    from nmt.model.lm import LanguageModel
+
+    plain = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2)
+    dropped = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2, weight_drop=0.5)
+    assert graphs.why_not_capturable(plain) is None
+    assert "weight_drop" in graphs.why_not_capturable(dropped)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_weight_dropped_language_model_trains_eagerly_when_graphs_are_asked_for(tmp_path):
+    from nmt.tasks import prepare_data
+    from tests.test_lm import lm_config_dict, write_lm_corpus
+
+    write_lm_corpus(tmp_path / "text")
+    prepare_data(config_from_dict(lm_config_dict(tmp_path)))
+    config = config_from_dict(lm_config_dict(tmp_path, model={"weight_drop": 0.5}, train=dict(
+        device="cuda", static_shapes=True, cuda_graphs=True, max_steps=6, eval_every=100, save_every=100,
+        run_dir=str(tmp_path / "wd"))))
+    trainer = Trainer(config)
+    trainer.run_dir.mkdir()
+    trainer.train_steps()
+    assert trainer.captured is None and trainer.state.step == 6

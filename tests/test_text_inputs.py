@@ -427,3 +427,54 @@ def test_translate_checkpoint_is_a_file(tmp_path, trained_run):
     usage_error(run_nmt("translate", "-m", "model.safetensors", "in.txt", cwd=tmp_path),
                 "model.safetensors", "is a file", "checkpoint is a folder")
     assert snapshot(tmp_path) == before
+
+
+# --- attention: translate --attention, analyze attention, train.tensorboard ----------------------
+
+@pytest.mark.parametrize("case", ["model-without-attention", "ensemble", "same-file-as-output"])
+def test_translate_attention_refusals(tmp_path, trained_run, attention_run, case):
+    """Refused before anything is translated: no output file, no weights file."""
+    (tmp_path / "in.txt").write_text("wa0\n", encoding="utf-8")
+    before = snapshot(tmp_path)
+    models, output, words = {
+        "model-without-attention": (["-m", trained_run], "out.txt",
+                                    ["trained without attention", "model.attention: none"]),
+        "ensemble": (["-m", attention_run, "-m", attention_run], "out.txt",
+                     ["an ensemble of 2", "a single --checkpoint"]),
+        "same-file-as-output": (["-m", attention_run], "att.jsonl", ["--attention att.jsonl", "--output file"]),
+    }[case]
+    usage_error(run_nmt("translate", *models, "in.txt", "-o", output, "--attention", "att.jsonl", cwd=tmp_path),
+                *words)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", ["model-without-attention", "no-sentences", "too-many-sentences"])
+def test_analyze_attention_refusals(tmp_path, trained_run, attention_run, case):
+    (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
+    (tmp_path / "many.txt").write_text("wa0\n" * 101, encoding="utf-8")
+    before = snapshot(tmp_path)
+    arguments, words = {
+        "model-without-attention": ([trained_run, "--sentence", "wa0"], ["trained without attention"]),
+        "no-sentences": ([attention_run, "empty.txt"], ["no sentences", "--sentence TEXT"]),
+        "too-many-sentences": ([attention_run, "many.txt"], ["101 sentences", "at most 100"]),
+    }[case]
+    usage_error(run_nmt("analyze", "attention", *arguments, "--out", "out", cwd=tmp_path), *words)
+    assert snapshot(tmp_path) == before  # no output folder either
+
+
+def test_train_tensorboard_without_the_package(workspace):
+    """A tensorboard package that cannot be imported (as when it is not installed) stops the run
+    before its first step, and leaves no run folder."""
+    import os
+    import sys
+
+    missing = workspace / "no-tensorboard" / "tensorboard"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text('raise ImportError("No module named \'tensorboard\'")\n')
+    config = write_config(workspace / "toy.yaml", tiny_config_dict(workspace, train={"tensorboard": True}))
+    before = snapshot(workspace)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(missing.parent), str(Path(__file__).parents[1])])}
+    result = subprocess.run([sys.executable, "-m", "nmt", "train", "--config", config], cwd=workspace, env=env,
+                            capture_output=True, timeout=300)
+    usage_error(result, "train.tensorboard: true", "pip install 'nmt[tensorboard]'", "train.tensorboard: false")
+    assert snapshot(workspace) == before

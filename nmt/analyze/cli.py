@@ -18,7 +18,7 @@ from nmt.errors import NmtError
 analyze_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                           rich_markup_mode=None,
                           help="Plots and tables: training curves, BLEU by sentence length and word "
-                               "frequency, sentence vectors, and an HTML report of them.")
+                               "frequency, sentence vectors, attention heatmaps, and an HTML report of them.")
 
 OUT = typer.Option(..., "--out", "-o", help="Folder for the PNG plots and their CSV/JSON numbers.")
 REPORT_FLAG = typer.Option(False, "--report", help="Also write OUT/report.html showing everything in OUT.")
@@ -148,6 +148,26 @@ def vectors(
     from nmt.analyze.outputs import output_folder
 
     _finish(out, analyze_vectors(checkpoint, phrases, output_folder(out), state=state, device=device), report)
+
+
+@analyze_app.command()
+@user_errors
+def attention(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder, or a run folder (uses best); a model with "
+                                                "attention."),
+    sentences_file: Optional[Path] = typer.Argument(None, metavar="SENTENCES",
+                                                    help="Source sentences, one per line."),
+    sentence: List[str] = typer.Option([], "--sentence", help="A source sentence (repeatable; before the file's)."),
+    out: Path = OUT,
+    beam: Optional[int] = typer.Option(None, help="Beam size of the translations shown [the checkpoint's]."),
+    device: str = typer.Option("cpu", help="cpu, auto, cuda or cuda:N."),
+    report: bool = REPORT_FLAG,
+):
+    """Heatmaps of where the model attends: source pieces against the target pieces of its translation."""
+    from nmt.analyze.attention import analyze_attention, read_sentences
+
+    chosen = read_sentences(sentences_file, sentence)  # before loading torch and the model
+    _finish(out, analyze_attention(checkpoint, chosen, out, beam=beam, device=device), report)
 
 
 @analyze_app.command("report")

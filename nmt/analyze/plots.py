@@ -1,6 +1,7 @@
 """The shared look of every figure, and how figures are saved.
 
-Every figure is 8 x 5 inches at 100 dpi, so every PNG is exactly 800 x 500 pixels. We lay it out
+Every figure is 8 x 5 inches at 100 dpi, so every PNG is exactly 800 x 500 pixels (an attention
+heatmap is at least that, and grows with its sentence: nmt/analyze/attention.py). We lay it out
 with `tight_layout` and save without `bbox_inches="tight"`, which would crop the canvas to its
 contents and change the size; instead anything drawn outside the axes (tick labels, the legend)
 is kept inside the canvas by tight_layout, and text inside the axes by `fit_texts`.
@@ -30,9 +31,9 @@ LEGEND_SIZE = 10
 TEXT_SIZE = 9  # labels of points and counts written inside the axes
 
 
-def new_figure(title: str, xlabel: str, ylabel: str):
-    """A figure with one axes, titled and labelled; returns (figure, axes)."""
-    figure = Figure(figsize=SIZE, dpi=DPI)
+def new_figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = SIZE):
+    """A figure with one axes, titled and labelled; returns (figure, axes). `size` in inches."""
+    figure = Figure(figsize=size, dpi=DPI)
     FigureCanvasAgg(figure)  # the renderer that measures text (fit_texts) and writes PNGs
     axes = figure.add_subplot()
     axes.set_title(title, fontsize=TITLE_SIZE)

@@ -2,7 +2,8 @@
 
 The PNGs are embedded as base64 data URIs, so the page can be mailed or moved alone; each CSV
 is shown as a table (the first rows of a long one) with a relative link to the file, and each
-JSON file as text. Only files found on disk when the page is written are shown or linked.
+JSON file as text with a link (only the link, for a long one: attention weights). Only files
+found on disk when the page is written are shown or linked.
 Run folders given as inputs are first turned into curves (OUT/curves/).
 """
 
@@ -22,6 +23,7 @@ from nmt.errors import DataError
 REPORT = "report.html"
 SHOWN = (".png", ".csv", ".json")
 MAX_ROWS = 30  # rows shown of a long table; the link leads to the rest
+MAX_JSON = 20_000  # bytes of a JSON file shown as text; a longer one is only linked
 
 STYLE = """body { font-family: sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
@@ -61,12 +63,17 @@ def _table(path: Path, page: Path) -> str:
             f"<table>{''.join(cells)}</table>")
 
 
-def _json(path: Path) -> str:
+def _json(path: Path, page: Path) -> str:
+    """The file's text, or only a link to it where it is long (attention weights, say)."""
+    link = html.escape(os.path.relpath(path, page.parent))
+    if path.stat().st_size > MAX_JSON:
+        return (f'<h3>{html.escape(path.name)}</h3><p class="note">{path.stat().st_size:,} bytes, too long to show '
+                f'here; file: <a href="{link}">{link}</a></p>')
     try:
         text = json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=2, ensure_ascii=False)
     except ValueError:
         text = path.read_text(encoding="utf-8", errors="replace")
-    return f"<h3>{html.escape(path.name)}</h3><pre>{html.escape(text)}</pre>"
+    return f'<h3>{html.escape(path.name)}</h3><p class="note">file: <a href="{link}">{link}</a></p><pre>{html.escape(text)}</pre>'
 
 
 def _describe(inputs: dict) -> str:
@@ -93,7 +100,7 @@ def section(folder: Path, page: Path) -> str:
     parts = [f"<h2>{html.escape(_heading(folder, page))}</h2>", _inputs(folder)]
     parts += [_image(p) for p in files if p.suffix == ".png"]
     parts += [_table(p, page) for p in files if p.suffix == ".csv"]
-    parts += [_json(p) for p in files if p.suffix == ".json"]
+    parts += [_json(p, page) for p in files if p.suffix == ".json"]
     return "\n".join(parts)
 
 

@@ -117,3 +117,7 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return [self.processor.decode([i for i in seq if i > EOS]) for seq in ids]
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The pieces of one sequence as the model sees them (`▁` marks a word's start), for display."""
+        return [self.processor.id_to_piece(i) for i in ids]

@@ -16,7 +16,7 @@ distinct sources once (the candidates of an n-best list share theirs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 
@@ -74,7 +74,25 @@ def score_candidates(translator: "Translator", sources: Sequence[str], candidate
 def score_ids(model, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], *,
               device: torch.device, bf16: bool = False, batch_size: int = 64) -> list[Score]:
     """Scores of token-id pairs (targets without BOS and EOS) under any model with `target_log_probs`."""
-    scores = [Score(0.0, len(tgt) + 1) for tgt in tgt_ids]  # what stays for an empty source
+    def sums(state, tgt_in, tgt_out):
+        return model.target_log_probs(state, tgt_in, tgt_out).sum(1).tolist()  # (B,)
+
+    found = teacher_forced(model, src_ids, tgt_ids, sums, device=device, bf16=bf16, batch_size=batch_size)
+    # An empty source has only the empty translation: 0, as translate reports it.
+    return [Score(found.get(i, 0.0), len(tgt) + 1) for i, tgt in enumerate(tgt_ids)]
+
+
+def teacher_forced(model, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]],
+                   run: Callable[[object, torch.Tensor, torch.Tensor], Sequence], *, device: torch.device,
+                   bf16: bool = False, batch_size: int = 64) -> dict[int, object]:
+    """{i: run's result for pair i} for every pair with a non-empty source: the batching that
+    scoring and attention (nmt/decode/attention.py) share.
+
+    `run(state, tgt_in, tgt_out)` gets a batch of pairs: the model's encoded state with one row
+    per target, and the targets padded (B, T) with BOS before (tgt_in) or EOS after (tgt_out);
+    it returns one result per row, in the batch's order. It runs under the search's autocast.
+    """
+    found = {}
     for indices in pair_batches(src_ids, tgt_ids, batch_size):
         # Each distinct source is encoded once; its state is then selected for each of its
         # candidates, as the search selects it for each beam.
@@ -86,7 +104,5 @@ def score_ids(model, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequenc
         tgt_in, tgt_out = pad(targets, prefix=BOS).to(device), pad(targets, suffix=EOS).to(device)  # (B, T)
         with autocast(device, bf16):  # as the search runs: the same numerics
             state = model.encode(src, torch.tensor([len(s) for s in sources])).select(rows)
-            sums = model.target_log_probs(state, tgt_in, tgt_out).sum(1).tolist()  # (B,)
-        for i, total in zip(indices, sums):
-            scores[i] = Score(total, len(tgt_ids[i]) + 1)
-    return scores
+            found.update(zip(indices, run(state, tgt_in, tgt_out)))
+    return found

@@ -12,6 +12,7 @@ Lines are tokenized, batched by length, searched, detokenized and returned in in
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from nmt.config import Config, DecodeOptions
 from nmt.data.batching import pad
 from nmt.data.corpus import clean_line, decode_utf8, read_lines, split_lines
 from nmt.data.tokenizer import Tokenizer
+from nmt.decode.attention import AttentionMap, attention_maps
 from nmt.decode.sampling import sampling_generator
 from nmt.decode.quantize import quantize_device, quantize_model
 from nmt.decode.score import Score, score_candidates
@@ -97,6 +99,11 @@ class Translator:
         ensemble, summed and per token (nmt/decode/score.py)."""
         return score_candidates(self, sources, candidates, batch_size)
 
+    def attention(self, sources: Sequence[str], outputs: Sequence[Sequence[int]]) -> list[AttentionMap]:
+        """The model's attention for outputs[i] (target token ids, e.g. `Translation.tokens`) as the
+        translation of sources[i], with the pieces to label it (nmt/decode/attention.py)."""
+        return attention_maps(self, sources, outputs)
+
     @torch.no_grad()
     def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
         """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty
@@ -142,15 +149,29 @@ def format_output(results: list[list[Translation]], n_best: int, first_index: in
 
 
 def translate_file(translator: Translator, input_path: Optional[Path], output_path: Optional[Path],
-                   options: DecodeOptions) -> int:
-    """Translate a file (or stdin) to a file (or stdout); returns the number of lines written."""
-    if input_path is None and output_path is None and is_stream(sys.stdin.buffer):
+                   options: DecodeOptions, attention_path: Optional[Path] = None) -> int:
+    """Translate a file (or stdin) to a file (or stdout); returns the number of lines written.
+
+    With `attention_path`, the attention of each line's best translation goes there too, one JSON
+    line per input line (`format_attention`); stdin is then read to its end first."""
+    if attention_path is None and input_path is None and output_path is None and is_stream(sys.stdin.buffer):
         return translate_stdin(translator, options)  # a terminal or a pipe: answer each line as it arrives
     lines = read_input(input_path)
-    text = format_output(translator.translate(lines, options), options.n_best)
+    results = translator.translate(lines, options)
+    text = format_output(results, options.n_best)
+    inputs = [input_path] if input_path else []
+    if attention_path is not None:  # written first: a translation on stdout is the command's last word
+        maps = translator.attention(lines, [hyps[0].tokens for hyps in results])
+        write_atomically(attention_path, format_attention(maps), inputs=inputs)
     if output_path is None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        write_atomically(output_path, text, inputs=[input_path] if input_path else [])
+        write_atomically(output_path, text, inputs=inputs)
     return len(lines)
+
+
+def format_attention(maps: Sequence[AttentionMap]) -> str:
+    """One JSON object per line: {"line": n (from 1), "source": pieces, "target": pieces then "</s>",
+    "translation": text, "weights": one row per target piece of one weight per source piece}."""
+    return "".join(json.dumps({"line": n, **m.as_dict()}, ensure_ascii=False) + "\n" for n, m in enumerate(maps, 1))

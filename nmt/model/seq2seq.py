@@ -17,6 +17,8 @@ The model's API is what training and search use:
                                                               (nmt/tasks/base.py)
     target_log_probs(state, tgt_in, tgt_out) -> (B, T)        teacher forcing per position, for
                                                               scoring given translations
+    attention_weights(state, tgt_in) -> (B, T, S)             teacher forcing, the attention of each
+                                                              position (nmt/decode/attention.py)
 """
 
 from __future__ import annotations
@@ -258,6 +260,30 @@ class Seq2Seq(nn.Module):
             # log_softmax(z)[y] = z[y] - logsumexp(z), without a second (n, V) tensor
             picked.append(logits.gather(1, targets[start:start + 4096, None]).squeeze(1) - logits.logsumexp(-1))
         return torch.zeros_like(tgt_out, dtype=torch.float32).masked_scatter(real, torch.cat(picked))
+
+    def attention_weights(self, state: DecoderState, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing, kept as attention: (B, T, S) float32, row [b, t] the weights over the
+        encoder's positions with which the output at position t (the one that predicts tgt_out[b, t])
+        was made, from `encode`'s state selected to one row per target. Columns are in the order the
+        encoder read the source: reversed where reverse_source is on. Each row sums to one over its
+        sentence's real tokens; padding gets 0.
+
+        The decoder runs exactly as `decode_all` runs it, and the attention module's weights are
+        recorded as it returns them: one call for the whole sequence, or one per step where the
+        steps depend on each other (input feeding; additive attention, whose query h_{t-1} feeds
+        step t's input); either way one query per target position.
+        """
+        if self.attention_kind == "none":
+            raise ValueError("this model has no attention (model.attention: none)")
+        recorded = []
+        hook = self.attention.register_forward_hook(lambda module, args, output: recorded.append(output[1]))
+        try:
+            self.decode_all(tgt_in, state)
+        finally:
+            hook.remove()
+        weights = torch.cat(recorded, dim=1)  # (B, T, S)
+        assert weights.shape[:2] == tgt_in.shape, "one attention query per target position"
+        return weights.float()
 
     def forward(self, batch: ParallelBatch, label_smoothing: float = 0.0) -> torch.Tensor:
         """The batch's summed cross-entropy over its real target tokens (batch.num_tokens of

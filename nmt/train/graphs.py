@@ -30,13 +30,28 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Optional
 
 import torch
+from torch import nn
 
 from nmt.data.batching import Batch
 
 log = logging.getLogger("nmt")
+
+
+def why_not_capturable(model: nn.Module) -> Optional[str]:
+    """Why this model's training step must stay eager, or None when it can be a graph.
+
+    A weight-dropped LSTM (AWD-LSTM's DropConnect, rnn.StackedRNN._weight_dropped) hands cuDNN a
+    fresh, non-flat recurrent matrix at every call; on the H200 (torch 2.11) the replay of such a
+    captured step crashed the process (a segmentation fault in CUDAGraph.replay; eager steps of the
+    same model, and graphs of the same model without weight drop, train fine). Until that is
+    understood, such models train eagerly.
+    """
+    if any(getattr(module, "weight_drop", 0) for module in model.modules()):
+        return "a weight-dropped LSTM (model.weight_drop) cannot be replayed as a CUDA graph yet"
+    return None
 
 
 @dataclass

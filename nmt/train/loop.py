@@ -39,7 +39,7 @@ from nmt.errors import NmtError
 from nmt.tasks import Task, build_task
 from nmt.train.distributed import join
 from nmt.train.averaging import WeightAverage
-from nmt.train.graphs import CapturedSteps
+from nmt.train.graphs import CapturedSteps, why_not_capturable
 from nmt.train.progress import JsonlLog, Progress, Window
 from nmt.train.schedule import LearningRateSchedule, set_rate
 from nmt.train.setup import check_model_fits, make_optimizer, place
@@ -106,7 +106,12 @@ class Trainer:
         self.model = self.task.build_model()
         self.forward, self.device = place(self.model, t, self.world, device)  # forward: DDP under torchrun
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.parameters, t, capturable=t.cuda_graphs and self.device.type == "cuda")
+        graphs = t.cuda_graphs and self.device.type == "cuda"
+        if graphs and why_not_capturable(self.model):
+            log.warning(f"warning: train.cuda_graphs is off for this run: {why_not_capturable(self.model)}; "
+                        f"training eagerly")
+            graphs = False
+        self.optimizer = make_optimizer(self.parameters, t, capturable=graphs)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
         self.averager = WeightAverage(self.parameters)
         self.state = TrainerState(run_id=uuid.uuid4().hex)
@@ -115,12 +120,13 @@ class Trainer:
             self._restore(resume_from)
         self.guard = NonfiniteGuard(self.device, total=self.state.nonfinite_steps)
         self.captured: Optional[CapturedSteps] = None
-        if t.cuda_graphs and self.device.type == "cuda":
+        if graphs:
             self.captured = self.captured_steps()
         # Only the first process reports and writes; the others train quietly.
         self.say = log.info if self.world.main else (lambda message: None)
         self.progress = Progress(self._planned_steps(), stream if self.world.main else open(os.devnull, "w"))
-        self.log = JsonlLog(self.run_dir / "log.jsonl" if self.world.main else None)
+        self.log = JsonlLog(self.run_dir / "log.jsonl" if self.world.main else None, tensorboard=t.tensorboard,
+                            first_step=self.state.step)
 
     # --- one update -----------------------------------------------------------------------
     def update(self, batch: Batch, divisor, dry_run: bool = False) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""What a run reports: a one-line progress bar on the console, a JSONL log in the run folder, and
-the loss and token counts of the steps since the last report.
+"""What a run reports: a one-line progress bar on the console, a JSONL log in the run folder (and
+the same numbers as TensorBoard scalars, with train.tensorboard), and the loss and token counts
+of the steps since the last report.
 
 Everything else a run says (starting, evaluations, warnings) goes through the `logging` module
 under the name `nmt` (see nmt/log.py).
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from nmt.errors import NmtError
 
 
 class Window:
@@ -85,10 +88,21 @@ class Progress:
 
 
 class JsonlLog:
-    """Appends one JSON object per event to run_dir/log.jsonl."""
+    """Appends one JSON object per event to run_dir/log.jsonl, and with `tensorboard` also writes its
+    numbers as TensorBoard scalars into run_dir/tensorboard/: the one place a run's reports go.
 
-    def __init__(self, path: Path | None):
+    A scalar is tagged event/key (train/loss, valid/bleu, epoch/padding_fraction, ...) and plotted at
+    the event's step; an event without one (an epoch's start) takes the last step seen. A resumed
+    run passes its checkpoint's step as `first_step`: TensorBoard then drops what the interrupted
+    attempt wrote after it, as the resumed run writes those steps again.
+    """
+
+    def __init__(self, path: Path | None, *, tensorboard: bool = False, first_step: int = 0):
         self.path = path  # None: write nothing (the other processes of a torchrun job)
+        self.step = first_step
+        self.board = None
+        if tensorboard and path is not None:
+            self.board = tensorboard_writer(path.parent / TENSORBOARD, purge_step=first_step + 1 if first_step else None)
 
     def write(self, **record) -> None:
         if self.path is None:
@@ -96,6 +110,29 @@ class JsonlLog:
         record.setdefault("time", round(time.time(), 3))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            self._write_scalars(record)
+
+    def _write_scalars(self, record: dict) -> None:
+        self.step = record.get("step", self.step)
+        for key, value in record.items():
+            if key not in ("event", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.board.add_scalar(f"{record['event']}/{key}", value, global_step=self.step, walltime=record["time"])
+        self.board.flush()  # reports are seldom: each is on disk at once, as log.jsonl's line is
+
+
+TENSORBOARD = "tensorboard"  # the run folder's subfolder of event files
+
+
+def tensorboard_writer(folder: Path, purge_step: int | None = None):
+    """A SummaryWriter into `folder`; a user error where the tensorboard package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise NmtError("train.tensorboard: true needs the tensorboard package, which is not installed: "
+                       "pip install 'nmt[tensorboard]' (or pip install tensorboard), or set train.tensorboard: false"
+                       ) from None
+    return SummaryWriter(log_dir=str(folder), purge_step=purge_step)
 
 
 def read_log(path: Path) -> list[dict]:

@@ -25,10 +25,11 @@ from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.files import write_atomically
 from nmt.train.distributed import first_process
 from nmt.train.loop import Trainer
+from nmt.train.progress import TENSORBOARD
 
 log = logging.getLogger("nmt")
 LOCK = ".lock"
-OWN_FILES = ("config.yaml", "log.jsonl", "checkpoints", LOCK)  # what training writes in a run folder
+OWN_FILES = ("config.yaml", "log.jsonl", TENSORBOARD, "checkpoints", LOCK)  # what training writes in a run folder
 
 
 @contextlib.contextmanager
