@@ -17,7 +17,7 @@ after capturing every shape (about a minute for 150 shapes). Capturing then must
 training computes, whenever it happens:
   - the warm-up steps run the model for real but update nothing (`dry_run`: the optimizer skips
     them through `found_inf`); their dropout draws and a language model's carried state are undone
-    (`torch.random.fork_rng`, and `kept`), so the random stream is the one the eager loop sees;
+    (`random_streams_kept`, and `kept`), so the random stream is the one the eager loop sees;
   - capturing records kernels without running them, and reserves no random numbers: the CUDA
     generator is advanced by each replay. So the first replay, right after the capture, is the
     batch's real step, drawing the numbers the eager step would have drawn.
@@ -27,6 +27,7 @@ eagerly, on the same static gradients.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -52,6 +53,30 @@ def why_not_capturable(model: nn.Module) -> Optional[str]:
     if any(getattr(module, "weight_drop", 0) for module in model.modules()):
         return "a weight-dropped LSTM (model.weight_drop) cannot be replayed as a CUDA graph yet"
     return None
+
+
+@contextlib.contextmanager
+def random_streams_kept(device: torch.device):
+    """The random streams end as they began: the CPU's state, and the CUDA generator's offset.
+
+    Not torch.random.fork_rng on CUDA: restoring a CUDA generator's state sets its seed, which
+    makes cuDNN create a new dropout-state buffer at its next LSTM call with dropout (the seed
+    changed, as far as it knows) and free the old one, which every graph captured earlier reads:
+    their next replay is an illegal memory access (seen on the H200 with a 2-layer LSTM's dropout).
+    A warm-up only advances the generator's offset, so the offset is all there is to put back.
+    (cuDNN's own dropout buffer advances in the warm-up and stays advanced.)
+    """
+    with torch.random.fork_rng(devices=[]):  # the CPU's state (the CPU tests emulate capture)
+        if device.type != "cuda":
+            yield
+            return
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        generator = torch.cuda.default_generators[index]
+        offset = generator.get_offset()
+        try:
+            yield
+        finally:
+            generator.set_offset(offset)
 
 
 @dataclass
@@ -84,8 +109,7 @@ class CapturedSteps:
         started = time.perf_counter()
         static = batch.to(self.device)
         divisor = torch.ones((), device=self.device)
-        cuda = [self.device] if self.device.type == "cuda" else []  # (the CPU tests emulate capture)
-        with torch.random.fork_rng(devices=cuda, device_type="cuda"), self.kept():
+        with random_streams_kept(self.device), self.kept():
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
