@@ -82,7 +82,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     seed: int = 1
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    threads: int = 0  # CPU threads for PyTorch's operators; 0: PyTorch's default (one per core)
+    threads: int = 0  # CPU threads for PyTorch's operators; 0: on the CPU, the cores idle when training starts
     bf16: bool = True  # autocast to bfloat16 on CUDA; ignored on CPU
     optimizer: Literal["sgd", "adam"] = "sgd"  # the paper: SGD without momentum
     lr: float = 0.7
@@ -475,7 +475,7 @@ def validate(config: Config) -> None:
     _require(m.init_range > 0, f"config key 'model.init_range' must be positive, got {m.init_range}")
     _require(t.lr > 0, f"config key 'train.lr' must be positive, got {t.lr}")
     _require(t.seed >= 0, f"config key 'train.seed' must be 0 or more, got {t.seed}")
-    _require(t.threads >= 0, f"config key 'train.threads' must be 0 (PyTorch's default) or more, got {t.threads}")
+    _require(t.threads >= 0, f"config key 'train.threads' must be 0 (the idle cores) or more, got {t.threads}")
     _require(d.spm_max_sentences > 0, f"config key 'data.spm_max_sentences' must be positive, got {d.spm_max_sentences}")
     _require(d.workers >= 0, f"config key 'data.workers' must be 0 (one per core) or more, got {d.workers}")
     _require(t.epochs > 0, f"config key 'train.epochs' must be positive, got {t.epochs}")

@@ -49,3 +49,21 @@ def test_overrides_are_parsed_as_yaml():
     assert parse_override("data.train=a/b") == ("data", "train", "a/b")
     with pytest.raises(ConfigError):
         parse_override("lr=0.5")
+
+
+def test_training_threads_default_to_the_idle_cores(monkeypatch):
+    """train.threads: 0 takes the cores idle over a short sample of the machine's CPU times."""
+    from nmt import device
+
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 2)
+
+    def samples(*pairs):
+        values = iter(pairs)
+        return lambda: next(values)
+
+    assert device.idle_cores(0, samples((0.0, 0.0), (190.0, 200.0))) == 2  # 95% idle: both cores
+    assert device.idle_cores(0, samples((0.0, 0.0), (100.0, 200.0))) == 1  # one core busy elsewhere
+    assert device.idle_cores(0, samples((0.0, 0.0), (2.0, 200.0))) == 1  # both busy: still one thread
+    assert device.idle_cores(0, lambda: None) == 2  # no /proc/stat: every core
+    assert device.read_cpu_times() is None or device.read_cpu_times()[1] > 0

@@ -34,7 +34,7 @@ from nmt.checkpoint.load import optimizer_from_tensors, restore_rng
 from nmt.checkpoint.store import sha256
 from nmt.config import Config, resolve_auto
 from nmt.data.batching import Batch
-from nmt.device import autocast
+from nmt.device import autocast, idle_cores
 from nmt.errors import NmtError
 from nmt.tasks import Task, build_task
 from nmt.train.distributed import join
@@ -98,8 +98,10 @@ class Trainer:
         self.config = config = resolve_auto(config, device.type, self.world.size)
         t = config.train
         self.run_dir = Path(t.run_dir)
-        if t.threads:
-            torch.set_num_threads(t.threads)
+        if t.threads or device.type == "cpu":  # 0: the cores idle now, on the CPU (PyTorch's default on a GPU)
+            torch.set_num_threads(t.threads or idle_cores())
+            log.info(f"training with {torch.get_num_threads()} CPU thread(s)"
+                     f"{'' if t.threads else ' (the idle cores; train.threads sets a number)'}")
         self.task = task or build_task(config, rank=self.world.rank, processes=self.world.size)
         check_model_fits(self.task, t, device)
         torch.manual_seed(t.seed)  # the initial weights depend on the seed alone, not the device
