@@ -43,7 +43,7 @@ def idle_cores(sample_seconds: float = 0.1, read: Callable[[], Optional[tuple[fl
 
     Training's default thread count (train.threads: 0). Measured on a 2-core machine (the
     quickstart, benchmarks/results/quickstart-cpu*.json): alone, 2 threads train 1.6x faster than
-    1; beside a process keeping both cores busy, 1 thread is 2.9x faster than 2, whose threads wait
+    1; beside two processes keeping both cores busy, 1 thread is 2.9x faster than 2, whose threads wait
     for each other. Where /proc/stat is missing: every core.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra quickstart --set")
     parser.add_argument("--out", default=None, help="JSON record to write")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM, unwind, so that run_case's `finally` kills its busy neighbour (it
+    # outlived a stopped run once and sat beside the next one's cases).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     extra = [word for override in args.overrides for word in ("--set", override)]
     header = provenance()
     records = []
