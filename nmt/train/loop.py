@@ -99,9 +99,7 @@ class Trainer:
         t = config.train
         self.run_dir = Path(t.run_dir)
         if t.threads or device.type == "cpu":  # 0: the cores idle now, on the CPU (PyTorch's default on a GPU)
-            torch.set_num_threads(t.threads or idle_cores())
-            log.info(f"training with {torch.get_num_threads()} CPU thread(s)"
-                     f"{'' if t.threads else ' (the idle cores; train.threads sets a number)'}")
+            torch.set_num_threads(t.threads or idle_cores())  # reported in run()'s first line
         self.task = task or build_task(config, rank=self.world.rank, processes=self.world.size)
         check_model_fits(self.task, t, device)
         torch.manual_seed(t.seed)  # the initial weights depend on the seed alone, not the device
@@ -176,7 +174,8 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Path:
         """Train until the epochs or a budget run out; SIGINT/SIGTERM save a checkpoint first."""
-        self.say(f"training on {self.device}: {sum(p.numel() for p in self.parameters):,} parameters, "
+        threads = f" ({torch.get_num_threads()} threads)" if self.device.type == "cpu" else ""
+        self.say(f"training on {self.device}{threads}: {sum(p.numel() for p in self.parameters):,} parameters, "
                  f"{self.task.train_size:,} training examples, run folder {self.run_dir}")
         if self.resumed_from is not None:
             s = self.state
