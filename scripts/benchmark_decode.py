@@ -48,7 +48,7 @@ from nmt.device import autocast  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.model.seq2seq import build_model  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
-from scripts.benchmark_train import guarded, timed  # noqa: E402
+from scripts.benchmark_train import captured, guarded, timed  # noqa: E402
 
 CONFIGS = {"paper": ROOT / "configs" / "sutskever2014.yaml", "attention": ROOT / "configs" / "multi30k-en-de.yaml"}
 TINY = dict(model={"layers": 1, "hidden": 16, "embed": 16}, data={"src_vocab_size": 64, "tgt_vocab_size": 64})
@@ -162,18 +162,7 @@ def bare_ceiling(config, sentences, beam, src_len, device, *, steps: int, bf16: 
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             return step()
 
-    if device.type == "cuda":
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                run()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        run = graph.replay
-    seconds = timed(run, device, steps)
+    seconds = timed(captured(run) if device.type == "cuda" else run, device, steps)
     return {"rows": sentences * beam, "step_ms": 1000 * seconds, "row_steps_per_second": sentences * beam / seconds}
 
 

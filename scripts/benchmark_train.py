@@ -131,20 +131,22 @@ def bare_ceiling(arch: Arch, batch: int, length: int, device, *, steps: int, gra
         optimizer.step()
         return loss
 
-    run = step
-    if graph:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        cuda_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(cuda_graph):
-            step()
-        run = cuda_graph.replay
-    seconds = timed(run, device, steps)
+    seconds = timed(captured(step) if graph else step, device, steps)
     return {"tgt_tokens_per_second": batch * length / seconds, "step_ms": 1000 * seconds}
+
+
+def captured(fn):
+    """`fn` captured as one CUDA graph (after three warm-up calls on a side stream): its replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
 
 
 def timed(fn, device, steps: int) -> float:

@@ -107,9 +107,9 @@ class Trainer:
         self.forward, self.device = place(self.model, t, self.world, device)  # forward: DDP under torchrun
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         graphs = t.cuda_graphs and self.device.type == "cuda"
-        if graphs and why_not_capturable(self.model):
-            log.warning(f"warning: train.cuda_graphs is off for this run: {why_not_capturable(self.model)}; "
-                        f"training eagerly")
+        eager_only = why_not_capturable(self.model) if graphs else None
+        if eager_only:
+            log.warning(f"warning: train.cuda_graphs is off for this run: {eager_only}; training eagerly")
             graphs = False
         self.optimizer = make_optimizer(self.parameters, t, capturable=graphs)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
