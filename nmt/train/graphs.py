@@ -17,7 +17,7 @@ after capturing every shape (about a minute for 150 shapes). Capturing then must
 training computes, whenever it happens:
   - the warm-up steps run the model for real but update nothing (`dry_run`: the optimizer skips
     them through `found_inf`); their dropout draws and a language model's carried state are undone
-    (`random_streams_kept`, and `kept`), so the random stream is the one the eager loop sees;
+    (`cuda_random_kept`, `fork_rng` for the CPU, and `kept`), so the random stream is the one the eager loop sees;
   - capturing records kernels without running them, and reserves no random numbers: the CUDA
     generator is advanced by each replay. So the first replay, right after the capture, is the
     batch's real step, drawing the numbers the eager step would have drawn.
@@ -56,27 +56,28 @@ def why_not_capturable(model: nn.Module) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def random_streams_kept(device: torch.device):
-    """The random streams end as they began: the CPU's state, and the CUDA generator's offset.
+def cuda_random_kept(device: torch.device):
+    """The CUDA generator's stream ends as it began: the block draws from a copy of its state,
+    swapped in and out with graphsafe_set_state, which touches nothing else.
 
-    Not torch.random.fork_rng on CUDA: restoring a CUDA generator's state sets its seed, which
-    makes cuDNN create a new dropout-state buffer at its next LSTM call with dropout (the seed
-    changed, as far as it knows) and free the old one, which every graph captured earlier reads:
-    their next replay is an illegal memory access (seen on the H200 with a 2-layer LSTM's dropout).
-    A warm-up only advances the generator's offset, so the offset is all there is to put back.
-    (cuDNN's own dropout buffer advances in the warm-up and stays advanced.)
+    Not torch.random.fork_rng, nor set_offset: both tell the generator its stream was reset, and
+    cuDNN then makes a new dropout-state buffer at its next LSTM call with dropout and frees the
+    old one, which every graph captured earlier reads: their next replay is an illegal memory
+    access (seen on the H200 with a 2-layer LSTM's dropout, with fork_rng and then with
+    set_offset). A capture must happen outside this block: it registers the generator's real
+    state with the graph. (cuDNN's own dropout buffer advances in the block and stays advanced.)
     """
-    with torch.random.fork_rng(devices=[]):  # the CPU's state (the CPU tests emulate capture)
-        if device.type != "cuda":
-            yield
-            return
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        generator = torch.cuda.default_generators[index]
-        offset = generator.get_offset()
-        try:
-            yield
-        finally:
-            generator.set_offset(offset)
+    if device.type != "cuda":
+        yield
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    generator = torch.cuda.default_generators[index]
+    real = generator.graphsafe_get_state()
+    generator.graphsafe_set_state(generator.clone_state())
+    try:
+        yield
+    finally:
+        generator.graphsafe_set_state(real)
 
 
 @dataclass
@@ -109,13 +110,16 @@ class CapturedSteps:
         started = time.perf_counter()
         static = batch.to(self.device)
         divisor = torch.ones((), device=self.device)
-        with random_streams_kept(self.device), self.kept():
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):  # cuDNN and cuBLAS choose and allocate outside the capture
-                    self.step(static, divisor, dry_run=True)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+        # The CPU's random state is kept over the capture too: the CPU tests emulate a capture by
+        # running the step, and a real capture draws nothing.
+        with self.kept(), torch.random.fork_rng(devices=[]):
+            with cuda_random_kept(self.device):
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(2):  # cuDNN and cuBLAS choose and allocate outside the capture
+                        self.step(static, divisor, dry_run=True)
+                torch.cuda.current_stream(self.device).wait_stream(side)
             for p in self.parameters:  # gradients must exist (and stay) before capture
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
