@@ -9,7 +9,8 @@ on a GPU machine. Measured per case, from the subprocess's start and its log.jso
   - wall seconds of the whole command (start-up, training, evaluations, the final save);
   - steps done, target tokens/s (steady: from the second report to the last, by the reports'
     own times), the graphs captured and their capture seconds;
-  - the whole recipe's training time: measured when the case ran every epoch, otherwise
+  - the whole recipe's training time: measured (the wall seconds) when the case's last step,
+    the final evaluation's, reached the planned steps, otherwise
     projected, as seconds to the first step + the remaining planned steps at the steady rate
     (no evaluations counted), and marked "projected".
 --old-tree runs one more case on another source tree (e.g. `git archive a15dddd`, which captured
@@ -79,18 +80,25 @@ def run_case(name: str, tree: Path, config_name: str, prepared: Path, workdir: P
     started = time.time()
     result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.time() - started
+    out = {"command": command, "tree": str(tree), "returncode": result.returncode, "wall_s": round(wall, 1),
+           "output_tail": (result.stdout + result.stderr).splitlines()[-25:],
+           "capture_lines": [line for line in (result.stdout + result.stderr).splitlines() if "CUDA graph" in line][:5]}
+    written = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    out["resolved"] = {key: next((line.split(":", 1)[1].strip() for line in written.splitlines()
+                                  if line.strip().startswith(f"{key}:")), None)
+                       for key in ("static_shapes", "cuda_graphs")}
     log = run_dir / "log.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    out.update(summarize(events, started, config_name, out["wall_s"]))
+    return out
+
+
+def summarize(events: list[dict], started: float, config_name: str, wall_s: float) -> dict:
+    """What a case's log.jsonl says, timed from the command's start (unix seconds)."""
+    out = {}
     first = next((e for e in events if e["event"] == "first_step"), None)
     reports = [e for e in events if e["event"] == "train"]
     epoch = next((e for e in events if e["event"] == "epoch"), None)
-    written = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
-    out = {"command": command, "tree": str(tree), "returncode": result.returncode, "wall_s": round(wall, 1),
-           "output_tail": (result.stdout + result.stderr).splitlines()[-25:],
-           "capture_lines": [line for line in (result.stdout + result.stderr).splitlines() if "CUDA graph" in line][:5],
-           "resolved": {key: next((line.split(":", 1)[1].strip() for line in written.splitlines()
-                                   if line.strip().startswith(f"{key}:")), None)
-                        for key in ("static_shapes", "cuda_graphs")}}
     if first is not None:  # (a tree before the first_step event has none)
         out["seconds_to_first_step"] = round(first["unix_time"] - started, 2)
         out["trainer_seconds_to_first_step"] = first["seconds"]
@@ -103,16 +111,15 @@ def run_case(name: str, tree: Path, config_name: str, prepared: Path, workdir: P
     if epoch is not None and reports:
         epochs = load_config(config_name).train.epochs
         planned = math.ceil(epochs * epoch["batches"])
-        out["planned_steps"] = planned
-        if reports[-1]["step"] >= planned:
-            out["whole_recipe_train_s"] = {"seconds": out["wall_s"], "how": "measured (wall, evaluations included)"}
+        done = max(e.get("step", 0) for e in events)  # the final evaluation's step: the last step done
+        out.update(planned_steps=planned, last_step=done)
+        if done >= planned:
+            out["whole_recipe_train_s"] = {"seconds": wall_s, "how": "measured (wall, evaluations included)"}
         elif rate and first is not None:
-            remaining = planned - reports[-1]["step"]
-            seconds = reports[-1]["time"] - started + remaining / rate
+            seconds = reports[-1]["time"] - started + (planned - reports[-1]["step"]) / rate
             out["whole_recipe_train_s"] = {"seconds": round(seconds, 1),
                                            "how": "projected: time to the last report + remaining steps at the "
                                                   "steady rate; evaluations after the last report not counted"}
-    return out
 
 
 def main(argv=None) -> None:
@@ -130,7 +137,12 @@ def main(argv=None) -> None:
     parser.add_argument("--old-sets", default="train.static_shapes=true,train.cuda_graphs=true",
                         help="its config overrides, comma-separated")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--reparse", nargs="+", metavar="CASE=LOG",
+                        help="read each CASE of the record --out again from its run's log.jsonl (kept from the "
+                             "run) with this script's rules, and rewrite the record; nothing is run")
     args = parser.parse_args(argv)
+    if args.reparse:
+        return reparse(args.out, dict(item.split("=", 1) for item in args.reparse))
     if args.max_minutes is None and args.steps is None:
         parser.error("give --max-minutes or --steps (or both), so that the cases fit the time there is")
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +167,22 @@ def main(argv=None) -> None:
         write_atomically(args.out, json.dumps(record, indent=1) + "\n")  # after each case: a cut-off run keeps some
     record["load_after"] = os.getloadavg()
     write_atomically(args.out, json.dumps(record, indent=1) + "\n")
+
+
+def reparse(out: Path, logs: dict[str, str]) -> None:
+    """Re-read cases from their logs: for a record written before a fix to `summarize`. The
+    command's start is recovered from the record's own time to the first step."""
+    record = json.loads(out.read_text())
+    for name, log in logs.items():
+        case = record["cases"][name]
+        events = [json.loads(line) for line in Path(log).read_text().splitlines()]
+        first = next(e for e in events if e["event"] == "first_step")
+        started = first["unix_time"] - case["seconds_to_first_step"]
+        case.update(summarize(events, started, record["config"], case["wall_s"]))
+        print(f"{name}: whole recipe {case.get('whole_recipe_train_s')}")
+    record.setdefault("reparsed", []).append({"commit": provenance()["commit"], "cases": sorted(logs),
+                                              "why": "summarize() read again from the runs' log.jsonl"})
+    write_atomically(out, json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
