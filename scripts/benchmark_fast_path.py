@@ -120,6 +120,7 @@ def summarize(events: list[dict], started: float, config_name: str, wall_s: floa
             out["whole_recipe_train_s"] = {"seconds": round(seconds, 1),
                                            "how": "projected: time to the last report + remaining steps at the "
                                                   "steady rate; evaluations after the last report not counted"}
+    return out
 
 
 def main(argv=None) -> None:
