@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nmt.data.tokenizer import BOS, EOS
-from nmt.decode.beam import first_non_eos, top_candidates
+from nmt.decode.beam import best_extensions, first_non_eos, only_eos_at_limit
 from nmt.decode.search import beam_search, greedy_search, length_normalize
 from nmt.model import Seq2Seq
 
@@ -102,10 +102,19 @@ def test_length_limit_forces_eos():
 
 
 def test_top_candidates_and_first_non_eos_helpers():
-    scores = torch.tensor([[[0.0, -1.0, -5.0, -0.5], [-0.25, -3.0, -4.0, -6.0]]])  # (1, K=2, V=4)
-    best, beams, tokens = top_candidates(scores, beam=2)
+    log_probs = torch.tensor([[[0.0, -1.0, -5.0, -0.5], [-0.5, -3.25, -4.25, -6.25]]])  # (1, K=2, V=4)
+    scores = torch.tensor([[0.0, 0.25]])  # each hypothesis's score so far
+    best, beams, tokens = best_extensions(log_probs, scores)  # the 2K best of scores + log_probs
     assert best.tolist() == [[0.0, -0.25, -0.5, -1.0]]
     assert beams.tolist() == [[0, 1, 0, 0]] and tokens.tolist() == [[0, 0, 3, 1]]
+    # Out of room, a group's candidates are its hypotheses ending, best first, then dead ones.
+    at_limit = torch.tensor([True])
+    forced = only_eos_at_limit(log_probs, scores, at_limit, (best, beams, tokens))
+    assert forced[0].tolist() == [[-0.5, -6.0, -math.inf, -math.inf]]  # + EOS (token 3): 0 - 0.5, 0.25 - 6.25
+    assert forced[1].tolist()[0][:2] == [0, 1] and forced[2].tolist()[0][:2] == [EOS, EOS]
+    assert EOS not in forced[2].tolist()[0][2:]
+    kept = only_eos_at_limit(log_probs, scores, ~at_limit, (best, beams, tokens))
+    assert all(torch.equal(a, b) for a, b in zip(kept, (best, beams, tokens)))
     assert first_non_eos(torch.tensor([[EOS, 7, EOS, 9]]), beam=2).tolist() == [[1, 3]]
     assert length_normalize(-6.0, 3, 0.0) == -6.0 and length_normalize(-6.0, 3, 1.0) == -2.0
 

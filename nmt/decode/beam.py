@@ -8,11 +8,12 @@ and greedy search (K = 1), one sample of a sentence in sampling (K = 1).
 
 One step (`advance`), for the n groups in the batch (n * K rows):
   1. log_probs (n*K, V) = decode_step(last tokens, state); what is not allowed gets -inf
-     (`allowed`): EOS before the minimum length, all but EOS at the maximum length (which wins
-     over the minimum), a token that would repeat an n-gram of its hypothesis.
+     (`allowed`): EOS before the minimum length, a token that would repeat an n-gram of its
+     hypothesis.
   2. `pick` proposes W > K candidates (score, hypothesis, token) per group, best first: the 2K
      best extensions in beam search (K of them can end in EOS, so K always continue); with K = 1
-     the most likely token or a sampled one, and a dead spare.
+     the most likely token or a sampled one, and a dead spare. A group at its maximum length
+     (which wins over the minimum) gets only EOS candidates instead (`only_eos_at_limit`).
   3. An EOS candidate among the first K leaves the beam and joins the group's finished set while
      it has fewer than K (`finish`: the paper's rule). The K best other candidates form the next
      beam (`first_non_eos`); their history rows are gathered and the new token written at column t.
@@ -126,30 +127,44 @@ def block_repeats(log_probs: torch.Tensor, history: torch.Tensor, t: torch.Tenso
 
 
 def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngram: int) -> torch.Tensor:
-    """Step 1: log_probs (n, K, V) with -inf where a token may not come next."""
+    """Step 1, in place on log_probs (n, K, V): EOS at -inf where it is too early, and a token at
+    -inf where it would repeat an n-gram. Only small writes, no pass over the whole tensor: the
+    maximum length, where only EOS may come, is `only_eos_at_limit`'s, after the pick."""
     n, k, vocab = log_probs.shape
-    is_eos = torch.arange(vocab, device=log_probs.device) == EOS  # (V,)
-    at_limit = (t + 1 >= beam.max_len).view(n, 1, 1)  # out of room: only EOS
-    too_short = (t < beam.min_len).view(n, 1, 1) & ~at_limit  # t tokens so far: no EOS yet
-    out = log_probs.masked_fill(torch.where(is_eos, too_short, at_limit), -math.inf)  # (n, K, V)
+    too_short = (t < beam.min_len) & (t + 1 < beam.max_len)  # t tokens so far: no EOS yet (the limit wins)
+    log_probs[:, :, EOS].masked_fill_(too_short.view(n, 1), -math.inf)
     if no_repeat_ngram:
-        block_repeats(out.view(n * k, vocab), beam.history, t, no_repeat_ngram)
-    return out
+        block_repeats(log_probs.view(n * k, vocab), beam.history, t, no_repeat_ngram)
+    return log_probs
 
 
-def top_candidates(scores: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """scores (N, K, V) running score of every extension -> the 2K best per sentence.
-
-    Returns (candidate scores, source beam index, token), each (N, 2K), best first.
-    """
-    n, k, vocab = scores.shape
-    best, flat_index = scores.view(n, k * vocab).topk(min(2 * beam, k * vocab), dim=1)
-    return best, flat_index // vocab, flat_index % vocab
+def only_eos_at_limit(log_probs: torch.Tensor, scores: torch.Tensor, at_limit: torch.Tensor, picked):
+    """The picked candidates (each (n, W)), except in the groups out of room (at_limit (n,)): there
+    every live hypothesis can only end, so the candidates are each hypothesis + EOS, best first,
+    then W - K dead ones (what the pick would return with every other token at -inf)."""
+    n, k = scores.shape
+    dead = picked[0].size(1) - k
+    ended, order = (scores + log_probs[:, :, EOS]).sort(dim=1, descending=True, stable=True)  # (n, K)
+    forced = (torch.cat([ended, ended.new_full((n, dead), -math.inf)], 1),
+              torch.cat([order, order.new_zeros((n, dead))], 1),
+              torch.cat([torch.full_like(order, EOS), order.new_full((n, dead), PAD)], 1))
+    at_limit = at_limit.view(n, 1)
+    return tuple(torch.where(at_limit, f, p) for f, p in zip(forced, picked))
 
 
 def best_extensions(log_probs: torch.Tensor, scores: torch.Tensor):
-    """Beam search's pick: the 2K best of the n groups' K*V extensions (n, 2K)."""
-    return top_candidates(scores.unsqueeze(2) + log_probs, scores.size(1))
+    """Beam search's pick: the 2K best of the n groups' K*V extensions, best first.
+
+    log_probs (n, K, V), scores (n, K) -> (candidate scores, source beam index, token), each
+    (n, 2K). A hypothesis's score is the same for its whole row, so a group's 2K best extensions
+    are among the 2K best tokens of each of its K rows: two small top-ks instead of adding the
+    scores to all K*V log-probabilities first (a pass over the largest tensor of the step).
+    """
+    n, k, vocab = log_probs.shape
+    width = min(2 * k, k * vocab)
+    per_row, token = log_probs.topk(min(width, vocab), dim=2)  # (n, K, w) each row's best, best first
+    best, flat = (scores.unsqueeze(2) + per_row).view(n, -1).topk(width, dim=1)
+    return best, flat // per_row.size(2), token.view(n, -1).gather(1, flat)
 
 
 def with_spare(score: torch.Tensor, token: torch.Tensor):
@@ -201,7 +216,9 @@ def advance(model, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Cal
     log_probs, state = model.decode_step(beam.prev, beam.state)  # (n*K, V)
     vocab = log_probs.size(1)
     log_probs = allowed(log_probs.view(n, k, vocab), t, beam, no_repeat_ngram)  # (n, K, V)
-    cand_scores, cand_beams, cand_tokens = pick(log_probs, beam.scores)  # (n, W)
+    at_limit = t + 1 >= beam.max_len  # (n,) out of room: only EOS
+    cand_scores, cand_beams, cand_tokens = only_eos_at_limit(log_probs, beam.scores, at_limit,
+                                                             pick(log_probs, beam.scores))  # (n, W)
     cand_rows = cand_beams + k * torch.arange(n, device=cand_beams.device).unsqueeze(1)  # (n, W) rows of the batch
     cand_token_scores = log_probs.view(n, k * vocab).gather(1, cand_beams * vocab + cand_tokens)  # (n, W)
     count = finish(finished, beam, t, cand_scores[:, :k], cand_rows[:, :k], cand_tokens[:, :k],
@@ -209,7 +226,7 @@ def advance(model, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Cal
     keep = first_non_eos(cand_tokens, k)  # (n, K)
     rows = cand_rows.gather(1, keep).view(-1)  # (n*K,) the row each new hypothesis extends
     tokens = cand_tokens.gather(1, keep).view(-1)
-    done = beam.done | (count >= k) | (t + 1 >= beam.max_len)
+    done = beam.done | (count >= k) | at_limit
     history, token_scores = beam.history, beam.token_scores
     if k > 1:  # with K = 1 every row extends itself
         history, token_scores = history.index_select(0, rows), token_scores.index_select(0, rows)
