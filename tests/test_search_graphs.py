@@ -82,6 +82,15 @@ class FakeGraph:
     def pool(self):
         return None
 
+    def capture_begin(self, pool=None):
+        self._recorder = Recorder()
+        self._recorder.__enter__()
+
+    def capture_end(self):
+        self._recorder.__exit__(None, None, None)
+        self.calls = self._recorder.calls
+        self._recorder.undo()  # a real capture runs nothing
+
     def replay(self):
         FakeGraph.replays += 1
         for func, args, kwargs, out in self.calls:
@@ -99,14 +108,6 @@ def fake_cuda(monkeypatch):
         def wait_stream(self, other):
             pass
 
-    @contextlib.contextmanager
-    def graph(g, pool=None):
-        recorder = Recorder()
-        with recorder:
-            yield
-        g.calls = recorder.calls
-        recorder.undo()  # a real capture runs nothing
-
     made = []
 
     class Recorded(graphs.CapturedSteps):
@@ -118,8 +119,7 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(graphs.torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(graphs.torch.cuda, "current_stream", lambda *a: Stream())
     monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", FakeGraph)
-    monkeypatch.setattr(graphs.torch.cuda, "graph", graph)
-    monkeypatch.setattr(loop, "CapturedSteps", Recorded)
+    monkeypatch.setattr(graphs, "CapturedSteps", Recorded)
     # shrink often, so that several row counts are captured
     monkeypatch.setattr(loop, "CHECK_EVERY", 2)
     return made
@@ -150,6 +150,33 @@ def test_captured_steps_search_like_the_eager_loop(fake_cuda, monkeypatch, name,
     for mine, its in zip(captured, eager):
         assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-6)
         assert [h.token_scores for h in mine] == [pytest.approx(h.token_scores, abs=1e-6) for h in its]
+
+
+def test_graphs_outlive_a_call_and_serve_the_next_batch_of_the_same_shapes(fake_cuda, monkeypatch):
+    """A second batch with the same buffer widths replays the first one's graphs, capturing
+    nothing, and finds what the eager loop finds; the first call's results are copies, untouched
+    by the second."""
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    model = random_model(5)
+    (src, lens), (other, _) = random_batch(6, size=10), random_batch(7, size=10)
+    # Other sentences of the same lengths: the same widths, and groups end at the same steps
+    src2, lens2 = other[:, :src.size(1)].masked_fill(src == 0, 0), lens
+    limits = dict(max_len_a=1.0, max_len_b=3)
+    run = SEARCHES["beam"]
+    first = run(model, src, lens, cuda_graphs=True, **limits)
+    first_tokens = [[h.tokens for h in s] for s in first]
+    [steps] = fake_cuda
+    captures = steps.captures
+    second = run(model, src2, lens2, cuda_graphs=True, **limits)
+    assert fake_cuda == [steps] and steps.captures == captures  # no new capture: the same shapes came again
+    eager = run(model, src2, lens2, **limits)
+    assert [[h.tokens for h in s] for s in second] == [[h.tokens for h in s] for s in eager]
+    assert [[h.tokens for h in s] for s in first] == first_tokens
+
+
+def test_bucketed_sizes():
+    assert [graphs.bucketed_width(n) for n in (1, 16, 17, 33, 200)] == [16, 16, 32, 64, 256]
+    assert [graphs.bucketed_slots(n) for n in (1, 5, 7, 13, 100, 128, 600)] == [1, 6, 8, 16, 128, 128, 600]
 
 
 def test_an_ensemble_is_captured_too(fake_cuda, monkeypatch):

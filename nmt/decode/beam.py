@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD
-from nmt.decode.graphs import CapturedSteps, EagerSteps
+from nmt.decode.graphs import EagerSteps, bucketed_slots, bucketed_width, cloned, for_model
 from nmt.device import host_to_device
 
 CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
@@ -246,16 +246,18 @@ def keep_groups(beam: Beam, keep: torch.Tensor) -> Beam:
     return Beam(**kept, state=beam.state.reorder(rows, keep))
 
 
-def checked(beam: Beam) -> Optional[Beam]:
+def checked(beam: Beam, slots: Callable[[int], int] = lambda live: live) -> Optional[Beam]:
     """Step 5, the loop's one read of the device: None when every group is done, else the beam,
-    without its done groups if they are enough to pay for the copy."""
+    without its done groups if they are enough to pay for the copy. It keeps `slots(live)` slots,
+    the live ones first (captured steps want few distinct sizes: done slots fill the rest)."""
     n = beam.done.numel()
     done = int(beam.done.sum())  # waits for the queued steps
     if done == n:
         return None
-    if done == 0 or done < SHRINK_AT * n:
+    kept = min(n, slots(n - done))
+    if kept > (1 - SHRINK_AT) * n:
         return beam
-    keep = torch.argsort(beam.done.long(), stable=True)[:n - done]  # the live slots, in order
+    keep = torch.argsort(beam.done.long(), stable=True)[:kept]  # the live slots, in order, then done ones
     return keep_groups(beam, keep)
 
 
@@ -268,17 +270,27 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
     if samples > 1:  # every sample is a group of its own, with its own copy of the memory
         state = state.select(torch.arange(src.size(0), device=device).repeat_interleave(samples))
     length = int(max_len.max())
-    beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), length)
-    finished = Finished.empty(max_len.numel(), k, length, device)
-    t = torch.zeros((), dtype=torch.long, device=device)
     step = functools.partial(advance, model, pick=pick, no_repeat_ngram=no_repeat_ngram)
-    steps = CapturedSteps(step, device) if cuda_graphs else EagerSteps(step)
+    groups = max_len.numel()
+
+    def empty(width):
+        return Finished.empty(groups, k, width, device), torch.zeros((), dtype=torch.long, device=device)
+
+    if cuda_graphs:  # graphs kept between calls: shapes that repeat (nmt/decode/graphs.py)
+        width, slots = bucketed_width(length), bucketed_slots
+        steps = for_model(model, step, (pick, no_repeat_ngram), device)
+        finished, t = steps.static((groups, k, width), lambda: empty(width))
+    else:
+        width, slots, steps = length, (lambda live: live), EagerSteps(step)
+        finished, t = empty(width)
+    beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), width)
     for position in range(length):
         if counts is not None:
             counts.steps, counts.row_steps = counts.steps + 1, counts.row_steps + beam.prev.numel()
         beam = steps(beam, finished, t)
         if (position + 1) % CHECK_EVERY == 0 and position + 1 < length:
-            beam = checked(beam)
+            beam = checked(beam, slots)
             if beam is None:
                 break
-    return finished
+    # The static buffers are the next call's: the results leave in copies.
+    return cloned(finished) if cuda_graphs else finished

@@ -1,23 +1,28 @@
-"""Search steps run eagerly, or captured as CUDA graphs (one per row count) and replayed.
+"""Search steps run eagerly, or captured as CUDA graphs and replayed.
 
 A decoder step is a few hundred small kernels (the LSTM cells, attention, the output layer, the
 top-k, the buffer writes); at a few hundred or thousand rows the GPU finishes them faster than
 the CPU launches them, and a graph replays them all with one launch. A search step qualifies
 because it never waits for the host (nmt/decode/beam.py) and its shapes depend only on the number
-of rows. What a graph needs:
-  - static memory: the finished buffers and the step counter t are allocated once per search
-    call and shared by its graphs; each graph owns a copy of the beam (its static input), and the
-    captured step ends by copying its result over that copy, so replays advance the beam in place;
+of rows and the buffers' widths. What a graph needs:
+  - static memory: each graph owns a copy of the beam (its static input), and the captured step
+    ends by copying its result over that copy, so replays advance the beam in place; the finished
+    buffers and the step counter t are static too, one set per shape, shared by the graphs;
   - a warm-up outside the capture (cuBLAS and cuDNN pick and allocate there), run on copies so
     that it advances nothing.
-A search captures one graph for its first row count and one more each time groups leave the
-batch. Graphs live for one search call: the buffers' shapes (the longest length limit, the
-source length of the attention memory) change from batch to batch.
+Graphs outlive a search call: `for_model` keeps them per model (and per way of searching), keyed
+by the shapes of everything they read, so the next batch of the same shapes replays them at
+once. A capture costs about as much as a few dozen replayed steps, and a translation of many
+batches would otherwise pay it several times per batch. For that the search makes its shapes
+repeat: the buffers' widths (the length limit) are rounded up to a power of two
+(`bucketed_width`), and a shrinking batch keeps a number of slots from a short ladder
+(`bucketed_slots`, done slots filling the rest).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -66,34 +71,86 @@ class EagerSteps:
 
 
 class CapturedSteps:
-    """`step(beam, finished, t)` captured once per row count, then replayed (CUDA only)."""
+    """`step(beam, finished, t)` captured once per shape, then replayed (CUDA only)."""
 
     def __init__(self, step: Callable, device: torch.device):
         self.step, self.device = step, device
-        self.graphs: dict[int, tuple[Any, Any]] = {}  # rows -> (graph, its static beam)
-        self.pool = None  # one memory pool: the graphs run one at a time, in capture order
+        self.graphs: dict[tuple, tuple[Any, Any]] = {}  # shapes -> (graph, its static beam)
+        self.buffers: dict[tuple, Any] = {}  # (groups, K, width) -> static (Finished, t)
+        self.pool = None  # one memory pool: the graphs run one at a time
+        self.captures = 0
+
+    def static(self, shape: tuple, empty: Callable[[], Any]):
+        """The static finished buffers and step counter for this shape, emptied (`empty()` makes
+        a fresh pair, whose values a reused pair gets)."""
+        fresh = empty()
+        if shape not in self.buffers:
+            self.buffers[shape] = fresh
+        else:
+            copy_into(self.buffers[shape], fresh)
+        return self.buffers[shape]
 
     def capture(self, beam, finished, t: torch.Tensor):
+        """Warm up once on copies, then record one step. By hand (capture_begin/end) rather than
+        torch.cuda.graph, which synchronises and empties the allocator's cache first: a search
+        captures while it runs, and refilling that cache costs more than the capture."""
         static = cloned(beam)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):  # on copies: the warm-up must not advance the search
-                self.step(cloned(static), cloned(finished), t.clone())
-        torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            copy_into(static, self.step(static, finished, t))
-            t.add_(1)
+        with torch.cuda.stream(side):
+            self.step(cloned(static), cloned(finished), t.clone())  # the warm-up must not advance the search
+            graph.capture_begin(pool=self.pool)
+            try:
+                copy_into(static, self.step(static, finished, t))
+                t.add_(1)
+            finally:
+                graph.capture_end()
+        torch.cuda.current_stream(self.device).wait_stream(side)
         self.pool = graph.pool()
+        self.captures += 1
         return graph, static
 
     def __call__(self, beam, finished, t: torch.Tensor):
-        rows = beam.prev.numel()
-        if rows not in self.graphs:
-            self.graphs[rows] = self.capture(beam, finished, t)
-        graph, static = self.graphs[rows]
-        if beam is not static:  # a new row count (or the first step): its state enters the graph's memory
+        key = tuple(tuple(x.shape) for x in tensors((beam, finished)))
+        if key not in self.graphs:
+            self.graphs[key] = self.capture(beam, finished, t)
+        graph, static = self.graphs[key]
+        if beam is not static:  # a new shape, a new batch, or the first step: the beam enters the graph's memory
             copy_into(static, beam)
         graph.replay()
         return static
+
+
+_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {key: CapturedSteps}
+
+
+def for_model(model, step: Callable, how: tuple, device: torch.device) -> CapturedSteps:
+    """The captured steps of `model` searched in way `how` (the pick, n-gram blocking...), kept
+    between calls. A graph reads the weights' memory and was recorded under one autocast setting:
+    both are part of the key, so a model moved, reloaded into new tensors, or searched in another
+    precision gets graphs of its own."""
+    members = getattr(model, "models", None) or [model]  # an Ensemble (nmt/model/ensemble.py) or one model
+    key = (how, tuple(m.training for m in members), torch.is_autocast_enabled("cuda"),
+           torch.get_autocast_dtype("cuda"), tuple(p.data_ptr() for m in members for p in m.parameters()))
+    cache = _CACHES.setdefault(model, {})
+    if key not in cache:
+        cache.clear()  # graphs of an older key read memory that may be gone: never replay them
+        cache[key] = CapturedSteps(step, device)
+    steps = cache[key]
+    steps.step = step  # the same computation (same key); this call's closure
+    return steps
+
+
+def bucketed_width(length: int) -> int:
+    """A buffer width of at least `length`: the next power of two (at least 16)."""
+    return max(16, 1 << (length - 1).bit_length())
+
+
+LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def bucketed_slots(live: int) -> int:
+    """How many slots a batch with `live` live groups keeps: the next rung of LADDER (powers of
+    two and halfway between), or `live` itself beyond it."""
+    return next((rung for rung in LADDER if rung >= live), live)
