@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -61,7 +60,8 @@ from nmt.device import autocast  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.model.seq2seq import reverse_padded  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
-from scripts.benchmark_decode import arch_config, batches, random_model, source_lengths, timed_search, timed_set  # noqa: E402
+from scripts.benchmark_decode import (arch_config, batches, random_model, source_lengths, timed_search,  # noqa: E402
+                                      timed_set)
 from scripts.benchmark_train import guarded  # noqa: E402
 
 # OpenNMT-py's special tokens, put at our ids so that every id means the same in both.
@@ -321,5 +321,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     main()
