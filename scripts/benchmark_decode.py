@@ -92,23 +92,37 @@ def random_model(config: Config, device) -> nn.Module:
     return model
 
 
-def timed_search(model, data, options, device, bf16: bool) -> dict:
-    """Translate every batch once (after one warm-up batch, the shortest); rates over the whole set."""
-    with autocast(device, bf16):
-        search(model, *data[-1], options)
-    counts = Counts()
+def timed_set(translate, data, device) -> dict:
+    """translate(i, src, lens, measured) once on the last batch (the shortest: the warm-up, measured
+    False), then on every batch i in order, between two synchronisations; rates over the whole set."""
+    translate(len(data) - 1, *data[-1], False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    with autocast(device, bf16):
-        for src, lens in data:
-            search(model, src, lens, options, counts=counts)
+    for i, (src, lens) in enumerate(data):
+        translate(i, src, lens, True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     sentences = sum(len(lens) for _, lens in data)
-    return {"sentences": sentences, "seconds": round(seconds, 4), "sentences_per_second": sentences / seconds,
-            "steps": counts.steps, "row_steps": counts.row_steps, "row_steps_per_second": counts.row_steps / seconds}
+    return {"sentences": sentences, "seconds": round(seconds, 4), "sentences_per_second": sentences / seconds}
+
+
+def timed_search(model, data, options, device, bf16: bool, outputs: list | None = None) -> dict:
+    """Our search over every batch (`timed_set`). `options` is one DecodeOptions, or one per batch.
+    `outputs`, if given, receives each measured sentence's best hypothesis, in batch order."""
+    counts = Counts()
+
+    def translate(i, src, lens, measured):
+        with autocast(device, bf16):
+            found = search(model, src, lens, options[i] if isinstance(options, list) else options,
+                           counts=counts if measured else None)
+        if measured and outputs is not None:
+            outputs.extend(hyps[0] for hyps in found)
+
+    result = timed_set(translate, data, device)
+    return {**result, "steps": counts.steps, "row_steps": counts.row_steps,
+            "row_steps_per_second": counts.row_steps / result["seconds"]}
 
 
 @dataclass
