@@ -74,3 +74,29 @@ def test_the_kept_epoch_is_the_epoch_and_a_caller_cannot_change_it():
     first.reverse()  # a caller's own list
     assert same(sampler.epoch(0), fresh.epoch(0))
     assert same(sampler.epoch(1), fresh.epoch(1)) and same(sampler.epoch(0), fresh.epoch(0))
+
+
+def reference_bucket_epoch(sampler: BucketSampler, epoch: int) -> list[np.ndarray]:
+    """The loop the one-sort pools replaced: each pool sorted by np.lexsort on its own."""
+    rng = np.random.default_rng([sampler.seed, epoch])
+    order = rng.permutation(len(sampler.src_lens))
+    pool_size, batches = sampler._pool_size(), []
+    for start in range(0, len(order), pool_size):
+        chunk = order[start:start + pool_size]
+        batches.extend(sampler._cut(chunk[np.lexsort((sampler.tgt_lens[chunk], sampler.src_lens[chunk]))]))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@pytest.mark.parametrize("count, max_tokens, pool, batch_size, longest", [
+    (5000, None, 10, 32, 60), (5000, 600, 7, 32, 60), (3001, None, 3, 17, 60),
+    (300_000, None, 100, 128, 60),  # several blocks of pools
+    (2000, None, 5, 16, 2**25)])  # lengths too wide for the bit fields: the per-pool sort itself
+def test_bucket_batches_are_those_of_the_per_pool_loop(count, max_tokens, pool, batch_size, longest):
+    rng = np.random.default_rng(5)
+    src = rng.integers(1, longest, size=count)
+    tgt = np.maximum(1, src + rng.integers(-10, 10, size=count))
+    sampler = BucketSampler(src, tgt, batch_size=batch_size, max_tokens=max_tokens, pool=pool, seed=7)
+    for epoch in (0, 3):
+        batches = sampler.epoch(epoch)
+        assert same(batches, reference_bucket_epoch(sampler, epoch))
+        assert all(b.dtype == np.int32 for b in batches)  # half the memory of int64 indices

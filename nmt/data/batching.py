@@ -34,12 +34,12 @@ class ParallelData:
             if not ids_path.is_file() or not offsets_path.is_file():
                 raise DataError(f"{folder} has no '{split}' split ({ids_path.name} missing): run nmt preprocess with --{split}")
             ids = _load_array(ids_path, mmap_mode="r")
-            offsets = _load_array(offsets_path)
+            offsets = _load_array(offsets_path, mmap_mode="r")  # read where a batch needs them, not copied
             if offsets.ndim != 1 or offsets[-1] != len(ids):
                 raise DataError(f"{offsets_path} does not match {ids_path.name}: run nmt preprocess again")
             self.sides[side] = (ids, offsets)
-        self.tgt_lens = np.diff(self.sides["tgt"][1])
-        self.src_lens = np.diff(self.sides["src"][1]) if "src" in self.sides else self.tgt_lens
+        self.tgt_lens = _lengths(self.sides["tgt"][1])
+        self.src_lens = _lengths(self.sides["src"][1]) if "src" in self.sides else self.tgt_lens
         if len(self.src_lens) != len(self.tgt_lens):
             raise DataError(f"{folder}: the {split} split has different source and target counts: run nmt preprocess again")
 
@@ -49,6 +49,12 @@ class ParallelData:
     def sentence(self, side: str, index: int) -> np.ndarray:
         ids, offsets = self.sides[side]
         return ids[offsets[index]:offsets[index + 1]]
+
+
+def _lengths(offsets: np.ndarray) -> np.ndarray:
+    """(sentences,) int32: each sentence's token count, from the offsets (half the memory of int64;
+    a sentence is far shorter than 2**31 tokens)."""
+    return np.subtract(offsets[1:], offsets[:-1], dtype=np.int32, casting="unsafe")
 
 
 def _load_array(path: Path, mmap_mode=None) -> np.ndarray:
@@ -211,13 +217,64 @@ def _batch_maxima(lens: np.ndarray, batches: list[np.ndarray]) -> tuple[np.ndarr
     return np.maximum.reduceat(flat, starts), sizes, int(flat.sum())
 
 
+def index_dtype(count: int) -> type:
+    """int32 indices while they fit: half the memory of int64 for an epoch's order."""
+    return np.int32 if count < 2**31 else np.int64
+
+
+def _permutation(rng: np.random.Generator, count: int) -> np.ndarray:
+    """rng.permutation(count) in the index dtype: the same numbers and the same draws (permutation
+    shuffles an arange in place, whatever its dtype), half the memory at int32."""
+    order = np.arange(count, dtype=index_dtype(count))
+    rng.shuffle(order)
+    return order
+
+
+def _stable_argsort(values: np.ndarray) -> np.ndarray:
+    """np.argsort(values, kind="stable"), through 16-bit keys where the values fit them: numpy
+    radix-sorts those, several times faster than its timsort of wider integers; the same result,
+    as a stable sort has only one."""
+    if len(values) and 0 <= values.min() and values.max() < 2**16:
+        values = values.astype(np.uint16)
+    return np.argsort(values, kind="stable")
+
+
+def _sort_pools(order: np.ndarray, pool_size: int, src_lens: np.ndarray, tgt_lens: np.ndarray) -> None:
+    """Sort each run of `pool_size` in `order`, in place, by source length, then target length,
+    ties kept in their order: what np.lexsort((tgt, src)) of each pool gives.
+
+    A block of pools at a time: each position becomes one int64 (pool, source length, target
+    length, position) in bit fields, all distinct, so one unstable np.sort orders them as the
+    stable per-pool sort would, in a fraction of the time of a loop over the pools (876 at 11.2M
+    sentences); the keys of one block (about 2**18 positions) are all the memory it takes."""
+    block = pool_size * max(1, 2**18 // pool_size)
+    tgt_bits, src_bits = int(tgt_lens.max(initial=0)).bit_length(), int(src_lens.max(initial=0)).bit_length()
+    position_bits = (min(block, len(order)) - 1).bit_length()
+    pool_bits = max(0, (min(block, len(order)) - 1) // pool_size).bit_length()
+    fields = pool_bits + src_bits + tgt_bits + position_bits
+    for start in range(0, len(order), block):
+        part = order[start:start + block]
+        if fields > 63:  # lengths beyond any real sentence's: the per-pool sort itself
+            for i in range(0, len(part), pool_size):
+                run = part[i:i + pool_size]
+                run[:] = run[np.lexsort((tgt_lens[run], src_lens[run]))]
+            continue
+        key = np.repeat(np.arange(-(-len(part) // pool_size), dtype=np.int64), pool_size)[:len(part)]
+        key <<= src_bits + tgt_bits + position_bits
+        key |= src_lens[part].astype(np.int64) << (tgt_bits + position_bits)
+        key |= tgt_lens[part].astype(np.int64) << position_bits
+        key |= np.arange(len(part), dtype=np.int64)
+        key.sort()
+        key &= (1 << position_bits) - 1  # back to positions in the block
+        part[:] = part[key]
+
 class BucketSampler:
     """Batches of similar-length sentences; every example exactly once per epoch."""
 
     def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
                  pool: int = 100, seed: int = 1):
-        self.src_lens = np.asarray(src_lens, dtype=np.int64)
-        self.tgt_lens = np.asarray(tgt_lens, dtype=np.int64) + 1  # the decoder sees BOS/EOS too
+        self.src_lens = np.asarray(src_lens, dtype=np.int32)
+        self.tgt_lens = np.add(tgt_lens, 1, dtype=np.int32)  # the decoder sees BOS/EOS too
         self.batch_size, self.max_tokens, self.pool, self.seed = batch_size, max_tokens, pool, seed
 
     def _pool_size(self) -> int:
@@ -243,13 +300,12 @@ class BucketSampler:
     @_last_epoch_kept
     def epoch(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.src_lens))
+        order = _permutation(rng, len(self.src_lens))
         pool_size = self._pool_size()
+        _sort_pools(order, pool_size, self.src_lens, self.tgt_lens)
         batches = []
         for start in range(0, len(order), pool_size):
-            chunk = order[start:start + pool_size]
-            chunk = chunk[np.lexsort((self.tgt_lens[chunk], self.src_lens[chunk]))]  # by source, then target
-            batches.extend(self._cut(chunk))
+            batches.extend(self._cut(order[start:start + pool_size]))  # views of `order`: no copies
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def padding_fraction(self, batches: list[np.ndarray]) -> float:
@@ -280,8 +336,8 @@ class StaticShapeSampler:
 
     def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
                  tgt_multiple: int = 8, seed: int = 1, row_multiple: int = 8):
-        self.src_lens = np.asarray(src_lens, dtype=np.int64)
-        self.tgt_lens = np.asarray(tgt_lens, dtype=np.int64) + 1  # with BOS/EOS
+        self.src_lens = np.asarray(src_lens, dtype=np.int32)
+        self.tgt_lens = np.add(tgt_lens, 1, dtype=np.int32)  # with BOS/EOS
         self.batch_size, self.max_tokens, self.tgt_multiple, self.seed = batch_size, max_tokens, tgt_multiple, seed
         self.row_multiple = row_multiple
 
@@ -300,7 +356,7 @@ class StaticShapeSampler:
         """(source length, the indices of its sentences in ascending order) for each length, from
         one stable sort: the same arrays as np.flatnonzero(src_lens == length), without reading
         all the lengths once per length."""
-        order = np.argsort(self.src_lens, kind="stable")
+        order = _stable_argsort(self.src_lens).astype(index_dtype(len(self.src_lens)))
         lengths = self.src_lens[order]
         starts = np.flatnonzero(np.r_[True, lengths[1:] != lengths[:-1]]) if len(order) else order
         ends = np.r_[starts[1:], len(order)]
@@ -312,7 +368,7 @@ class StaticShapeSampler:
         batches = []
         for length, group in self._groups:
             group = rng.permutation(group)
-            group = group[np.argsort(self.tgt_lens[group], kind="stable")]
+            group = group[_stable_argsort(self.tgt_lens[group])]
             rows = self.rows(length)
             batches.extend(group[i:i + rows] for i in range(0, len(group), rows))
         return [batches[i] for i in rng.permutation(len(batches))]
