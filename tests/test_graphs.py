@@ -166,9 +166,10 @@ def test_real_cuda_graphs_draw_fresh_dropout_masks_at_every_replay(workspace):
 def test_an_eager_step_never_waits_for_the_device(workspace, model):
     """Between two reports, the eager loop queues work and never synchronises (padded, packed
     batches: lengths travel pinned and non-blocking)."""
+    # The eager loop on padded, packed batches: off the fast path, which `auto` takes on CUDA.
     config = tiny_config(workspace, model=model, train=dict(device="cuda", max_steps=3, log_every=100,
-                                                            eval_every=100, save_every=100,
-                                                            run_dir=str(workspace / "no-sync")))
+                                                            eval_every=100, save_every=100, static_shapes=False,
+                                                            cuda_graphs=False, run_dir=str(workspace / "no-sync")))
     trainer = Trainer(config)
     trainer.run_dir.mkdir()
     trainer.train_steps()  # warm-up: cuDNN and the allocator settle

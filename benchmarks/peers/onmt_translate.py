@@ -152,7 +152,23 @@ def onmt_translator(checkpoint: Path, beam: int, device, precision: str):
         translator = onmt.translate.translator.build_translator(opt, device_id=device.index or 0,
                                                                 report_score=False, out_file=io.StringIO())
     assert not translator.replace_unk and translator.n_best == 1 and translator.beam_size == beam
+    contiguous_hidden(translator.model.decoder.rnn)
     return translator
+
+
+def contiguous_hidden(rnn) -> None:
+    """OpenNMT-py 3.5.1's RNNDecoder.map_state reorders its (h, c) through a transpose and hands
+    the non-contiguous result to nn.LSTM, which torch 2.11 refuses on CUDA ("rnn: hx is not
+    contiguous"; older torch copied it). The copy is made here, in front of its LSTM, as older torch
+    made it inside: the least change that lets its translator run (seen on the H200)."""
+    forward = rnn.forward
+
+    def with_contiguous_hidden(input, hx=None):
+        if hx is not None:
+            hx = tuple(h.contiguous() for h in hx) if isinstance(hx, tuple) else hx.contiguous()
+        return forward(input, hx)
+
+    rnn.forward = with_contiguous_hidden
 
 
 def onmt_batches(data, limit_a: float, limit_b: int) -> list[dict]:
