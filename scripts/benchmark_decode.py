@@ -121,7 +121,7 @@ def timed_search(model, data, options, device, bf16: bool, outputs: list | None 
             outputs.extend(hyps[0] for hyps in found)
 
     result = timed_set(translate, data, device)
-    return {**result, "steps": counts.steps, "row_steps": counts.row_steps,
+    return {**result, "steps": counts.steps, "row_steps": counts.row_steps, "captures": counts.captures,
             "row_steps_per_second": counts.row_steps / result["seconds"]}
 
 

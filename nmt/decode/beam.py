@@ -89,6 +89,7 @@ class Counts:
 
     steps: int = 0
     row_steps: int = 0
+    captures: int = 0  # search steps captured as CUDA graphs (each costs a warm-up step and a recording)
 
 
 def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: int) -> Beam:
@@ -278,7 +279,9 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
 
     if cuda_graphs:  # graphs kept between calls: shapes that repeat (nmt/decode/graphs.py)
         width, slots = bucketed_width(length), bucketed_slots
+        state = state.padded_source(bucketed_width)
         steps = for_model(model, step, (pick, no_repeat_ngram), device)
+        captures_before = steps.captures
         finished, t = steps.static((groups, k, width), lambda: empty(width))
     else:
         width, slots, steps = length, (lambda live: live), EagerSteps(step)
@@ -292,5 +295,7 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
             beam = checked(beam, slots)
             if beam is None:
                 break
+    if counts is not None and cuda_graphs:
+        counts.captures += steps.captures - captures_before
     # The static buffers are the next call's: the results leave in copies.
     return cloned(finished) if cuda_graphs else finished

@@ -70,8 +70,11 @@ class EagerSteps:
         return beam
 
 
+MAX_GRAPHS = 128  # per model and way of searching: each holds a static copy of the beam
+
+
 class CapturedSteps:
-    """`step(beam, finished, t)` captured once per shape, then replayed (CUDA only)."""
+    """`step(beam, finished, t)` captured once per shape (up to MAX_GRAPHS), then replayed (CUDA only)."""
 
     def __init__(self, step: Callable, device: torch.device):
         self.step, self.device = step, device
@@ -114,6 +117,10 @@ class CapturedSteps:
     def __call__(self, beam, finished, t: torch.Tensor):
         key = tuple(tuple(x.shape) for x in tensors((beam, finished)))
         if key not in self.graphs:
+            if len(self.graphs) >= MAX_GRAPHS:  # (batches of many sizes, say from a server): the rest run eagerly
+                beam = self.step(beam, finished, t)
+                t.add_(1)
+                return beam
             self.graphs[key] = self.capture(beam, finished, t)
         graph, static = self.graphs[key]
         if beam is not static:  # a new shape, a new batch, or the first step: the beam enters the graph's memory

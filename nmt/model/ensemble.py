@@ -32,6 +32,9 @@ class EnsembleState:
         """The members' `reorder` (rows that stay with their sentence; see DecoderState.reorder)."""
         return EnsembleState([state.reorder(indices, sentences) for state in self.states])
 
+    def padded_source(self, width) -> "EnsembleState":
+        return EnsembleState([state.padded_source(width) for state in self.states])
+
 
 class Ensemble:
     def __init__(self, models: list, mode: str = "mean"):

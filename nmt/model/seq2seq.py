@@ -24,7 +24,7 @@ The model's API is what training and search use:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,17 @@ class DecoderState:
         from sentence sentences[i] (the memory keeps those rows: sentences leave the batch).
         """
         return self._picked(indices, sentences)
+
+    def padded_source(self, width: Callable[[int], int]) -> "DecoderState":
+        """The attention memory padded with masked positions to width(S) (captured search steps
+        want few distinct shapes); the same attention: padding gets no weight."""
+        if self.memory is None or width(self.memory.size(1)) == self.memory.size(1):
+            return self
+        n, length = self.memory.shape[:2]
+        extra = width(length) - length
+        mask = self.src_mask if self.src_mask is not None else self.memory.new_ones(n, length, dtype=torch.bool)
+        return replace(self, memory=F.pad(self.memory, (0, 0, 0, extra)), keys=F.pad(self.keys, (0, 0, 0, extra)),
+                       src_mask=F.pad(mask, (0, extra), value=False))
 
     def _picked(self, rows: torch.Tensor, sentences: Optional[torch.Tensor]) -> "DecoderState":
         picked = {}
