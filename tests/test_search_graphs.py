@@ -200,6 +200,25 @@ def test_padding_the_attention_memory_changes_no_step():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_the_autocast_twin_holds_the_weights_cast_and_follows_the_model(monkeypatch):
+    """Captured steps under autocast run a copy in the autocast dtype, refreshed at every call."""
+    monkeypatch.setattr(graphs.torch, "is_autocast_enabled", lambda device: True)
+    monkeypatch.setattr(graphs.torch, "get_autocast_dtype", lambda device: torch.bfloat16)
+    model = random_model(4)
+    twin = graphs.autocast_twin(model)
+    assert twin is not model and all(p.dtype == torch.bfloat16 for p in twin.parameters())
+    assert torch.equal(twin.output.weight, model.output.weight.to(torch.bfloat16))
+    with torch.no_grad():
+        model.output.weight.add_(1.0)  # trained in place
+    assert graphs.autocast_twin(model) is twin and torch.equal(twin.output.weight,
+                                                               model.output.weight.to(torch.bfloat16))
+    ensemble = Ensemble([model, random_model(5)], "mean")
+    twins = graphs.autocast_twin(ensemble)
+    assert twins.models[0] is twin and twins.mode == "mean" and graphs.autocast_twin(ensemble) is twins
+    monkeypatch.setattr(graphs.torch, "is_autocast_enabled", lambda device: False)
+    assert graphs.autocast_twin(model) is model
+
+
 def test_bucketed_sizes():
     assert [graphs.bucketed_width(n) for n in (1, 16, 17, 33, 200)] == [16, 16, 32, 64, 256]
     assert [graphs.bucketed_slots(n) for n in (1, 5, 7, 13, 100, 128, 600)] == [1, 6, 8, 16, 128, 128, 600]
@@ -243,6 +262,25 @@ def test_real_cuda_graphs_search_like_the_eager_loop(model_name, bf16):
     assert [[h.tokens for h in s] for s in captured] == [[h.tokens for h in s] for s in eager]
     for mine, its in zip(captured, eager):
         assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("model_name", MODELS)
+def test_real_graphs_kept_between_calls_in_separate_autocast_contexts(model_name):
+    """As Translator calls it: each batch in its own autocast context; the second batch replays
+    the graphs the first captured, and still finds what the eager loop finds."""
+    model = random_model(5, **MODELS[model_name]).cuda()
+    (src, lens), (other, _) = random_batch(6, size=16), random_batch(7, size=16)
+    src2 = other[:, :src.size(1)].masked_fill(src == 0, 0)
+    options = DecodeOptions(beam=4, n_best=4, max_len_a=1.0, max_len_b=6)
+    found = {}
+    for mode in ("graphs", "eager"):
+        for name, batch in (("first", src), ("second", src2)):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                found[mode, name] = search(model, batch.cuda(), lens, options.override(cuda_graphs=mode == "graphs"))
+            torch.cuda.empty_cache()  # what the first context cached is gone for good
+    for name in ("first", "second"):
+        assert [[h.tokens for h in s] for s in found["graphs", name]] == [[h.tokens for h in s] for s in found["eager", name]]
 
 
 @needs_cuda

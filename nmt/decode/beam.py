@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD
-from nmt.decode.graphs import EagerSteps, bucketed_slots, bucketed_width, cloned, for_model
+from nmt.decode.graphs import EagerSteps, autocast_twin, bucketed_slots, bucketed_width, cloned, for_model
 from nmt.device import host_to_device
 
 CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
@@ -267,6 +267,8 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
         counts: Optional[Counts] = None) -> Finished:
     """Search `samples` groups of K hypotheses per sentence; min_len, max_len (G,) on the CPU."""
     device = src.device
+    if cuda_graphs:
+        model = autocast_twin(model)  # (why: nmt/decode/graphs.py)
     state = model.encode(src, src_lens)
     if samples > 1:  # every sample is a group of its own, with its own copy of the memory
         state = state.select(torch.arange(src.size(0), device=device).repeat_interleave(samples))

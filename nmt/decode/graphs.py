@@ -21,6 +21,7 @@ repeat: the buffers' widths (the length limit) are rounded up to a power of two
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import weakref
 from typing import Any, Callable
@@ -147,6 +148,48 @@ def for_model(model, step: Callable, how: tuple, device: torch.device) -> Captur
     steps = cache[key]
     steps.step = step  # the same computation (same key); this call's closure
     return steps
+
+
+_TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its copy in the autocast dtype
+
+
+def autocast_twin(model):
+    """Under autocast, the model that captured steps run: a copy of `model` in the autocast
+    dtype, kept per model, its weights copied from `model` at every call (so a model trained or
+    averaged in place is searched as it is now). Else `model` itself.
+
+    Why: autocast caches its bf16 casts of the weights only until its context closes. A search
+    captured inside a caller's context would record reads of that cache, and replaying the graphs
+    in a later call, inside another context, would read memory freed since. Casting inside the
+    graphs instead would recast every weight at every step (for the paper's model, 64M values a
+    step). The twin's weights are already bf16: autocast casts nothing, and they live as long as
+    the model. Its numbers are autocast's: the same rounding of the same weights.
+    """
+    if not torch.is_autocast_enabled("cuda"):
+        return model
+    dtype = torch.get_autocast_dtype("cuda")
+    members = getattr(model, "models", None)  # an Ensemble (nmt/model/ensemble.py)
+    twin = _TWINS.get(model)
+    if twin is None or next(iter(twin_parameters(twin))).dtype != dtype:
+        if members is not None:
+            twin = type(model)([autocast_twin(m) for m in members], model.mode)
+        else:
+            twin = copy.deepcopy(model).to(dtype)
+        _TWINS[model] = twin
+    if members is not None:
+        for member in members:
+            autocast_twin(member)  # refreshes the member twins the ensemble twin holds
+        return twin
+    twin.train(model.training)
+    with torch.no_grad():
+        for mine, theirs in zip(twin.parameters(), model.parameters(), strict=True):
+            mine.copy_(theirs)
+    return twin
+
+
+def twin_parameters(twin):
+    members = getattr(twin, "models", None) or [twin]
+    return (p for m in members for p in m.parameters())
 
 
 def bucketed_width(length: int) -> int:
