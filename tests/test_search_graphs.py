@@ -274,13 +274,18 @@ def test_real_graphs_kept_between_calls_in_separate_autocast_contexts(model_name
     src2 = other[:, :src.size(1)].masked_fill(src == 0, 0)
     options = DecodeOptions(beam=4, n_best=4, max_len_a=1.0, max_len_b=6)
     found = {}
-    for mode in ("graphs", "eager"):
+    for mode in ("graphs", "eager", "fresh graphs"):
         for name, batch in (("first", src), ("second", src2)):
+            if mode == "fresh graphs":
+                graphs._CACHES.clear()  # the second batch captures its own graphs
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                found[mode, name] = search(model, batch.cuda(), lens, options.override(cuda_graphs=mode == "graphs"))
+                found[mode, name] = search(model, batch.cuda(), lens, options.override(cuda_graphs=mode != "eager"))
             torch.cuda.empty_cache()  # what the first context cached is gone for good
-    for name in ("first", "second"):
-        assert [[h.tokens for h in s] for s in found["graphs", name]] == [[h.tokens for h in s] for s in found["eager", name]]
+    for name in ("first", "second"):  # fresh graphs: the same kernels on the same shapes, the same numbers
+        assert [[(h.tokens, h.log_prob) for h in s] for s in found["graphs", name]] == \
+            [[(h.tokens, h.log_prob) for h in s] for s in found["fresh graphs", name]], name
+        assert [[h.tokens for h in s] for s in found["graphs", name]] == \
+            [[h.tokens for h in s] for s in found["eager", name]], name
 
 
 @needs_cuda

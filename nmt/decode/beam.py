@@ -267,8 +267,7 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
         counts: Optional[Counts] = None) -> Finished:
     """Search `samples` groups of K hypotheses per sentence; min_len, max_len (G,) on the CPU."""
     device = src.device
-    if cuda_graphs:
-        model = autocast_twin(model)  # (why: nmt/decode/graphs.py)
+    model = autocast_twin(model)  # under autocast: the weights in bf16 once, not per step (nmt/decode/graphs.py)
     state = model.encode(src, src_lens)
     if samples > 1:  # every sample is a group of its own, with its own copy of the memory
         state = state.select(torch.arange(src.size(0), device=device).repeat_interleave(samples))

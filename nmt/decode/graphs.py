@@ -154,16 +154,18 @@ _TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> it
 
 
 def autocast_twin(model):
-    """Under autocast, the model that captured steps run: a copy of `model` in the autocast
-    dtype, kept per model, its weights copied from `model` at every call (so a model trained or
-    averaged in place is searched as it is now). Else `model` itself.
+    """Under autocast, the model that search runs, eager or captured: a copy of `model` in the
+    autocast dtype, kept per model, its weights copied from `model` at every call (so a model
+    trained or averaged in place is searched as it is now). Else `model` itself.
 
     Why: autocast caches its bf16 casts of the weights only until its context closes. A search
     captured inside a caller's context would record reads of that cache, and replaying the graphs
     in a later call, inside another context, would read memory freed since. Casting inside the
     graphs instead would recast every weight at every step (for the paper's model, 64M values a
     step). The twin's weights are already bf16: autocast casts nothing, and they live as long as
-    the model. Its numbers are autocast's: the same rounding of the same weights.
+    the model. The eager search takes the twin too, so that both searches compute the same
+    numbers; they are autocast's up to rounding (a few operators autocast would run on float32
+    weights, such as the embedding lookup, read bf16 ones).
     """
     if not torch.is_autocast_enabled("cuda"):
         return model
