@@ -280,4 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    # Stopped with SIGTERM (a driver's `timeout`), unwind, so that `finally` stops the server
+    # rather than leaving it beside whatever runs next; the client processes are daemons.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
