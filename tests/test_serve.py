@@ -112,8 +112,10 @@ def test_metrics_are_prometheus_text_with_requests_latency_batches_and_queue(ser
                    'nmt_serve_request_seconds_bucket{le="0.005",route="/translate"}',
                    'nmt_serve_sentences_total{model="toy"}', 'nmt_serve_batch_sentences_bucket{le="1.0",model="toy"}',
                    'nmt_serve_batch_requests_count{model="toy"}', 'nmt_serve_queue_sentences{model="toy"} 0.0',
-                   'nmt_serve_requests_in_progress 0.0'):
+                   'nmt_serve_requests_in_progress 0.0', 'nmt_serve_event_loop_lag_seconds_bucket{le="0.001"}'):
         assert series in text, series
+    ticks = re.search(r"^nmt_serve_event_loop_lag_seconds_count (\S+)$", text, re.M)
+    assert ticks and float(ticks.group(1)) > 0  # the watcher has been running since start-up
 
 
 def test_the_page_is_served_with_a_strict_policy_and_uses_only_the_public_api(server):
@@ -270,6 +272,17 @@ def test_the_load_benchmark_reports_every_mode_and_client_count(trained_run, toy
         assert 0 < result["p50_ms"] <= result["p99_ms"]
     assert [r["mean_batch_sentences"] for r in record["results"] if r["mode"] == "off"] == [1.0, 1.0]
     assert set(record["batching_speedup"]) == {"1", "3"}
+    assert all(r["client_processes"] == 1 and r["server_loop_lag_mean_ms"] is not None for r in record["results"])
+
+
+def test_the_load_benchmark_spreads_clients_over_processes_and_merges_them(server):
+    from scripts.benchmark_serve import default_client_processes, run_clients
+
+    # 3 clients over 2 processes: 2 in one, 1 in the other
+    found = run_clients(f"http://127.0.0.1:{server.port}", ["wa0", "wb1 wc2"], 3, 2, 0.5, {})
+    assert found["failures"] == {} and len(found["latencies"]) >= 3 and found["wall"] >= 0.5
+    assert 0 < found["client_cpu_busiest"] < 2
+    assert default_client_processes(1) == 1 and default_client_processes(64) <= 8
 
 
 def test_the_readme_names_every_request_key_and_every_limit_flag():

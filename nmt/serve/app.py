@@ -82,8 +82,10 @@ def build_app(models: dict[str, ServedModel], settings: ServeSettings, metrics: 
     async def lifespan(app):
         for model in models.values():
             model.batcher.start()
+        watcher = asyncio.create_task(watch_loop(metrics))
         yield
         # uvicorn calls this after the last connection has its answer: the queues are empty now.
+        watcher.cancel()
         for model in models.values():
             model.batcher.stop()
 
@@ -95,6 +97,14 @@ def build_app(models: dict[str, ServedModel], settings: ServeSettings, metrics: 
                   ] if settings.cors_origins else []
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                      exception_handlers={HTTPException: http_error})
+
+
+async def watch_loop(metrics: Metrics, interval: float = 0.01) -> None:
+    """Observe how late the event loop wakes from `interval` sleeps, for as long as the app runs."""
+    while True:
+        asked = time.monotonic()
+        await asyncio.sleep(interval)
+        metrics.loop_lag.observe(max(0.0, time.monotonic() - asked - interval))
 
 
 async def http_error(request: Request, error: HTTPException) -> Response:

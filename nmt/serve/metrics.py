@@ -3,7 +3,8 @@ apps in one process, as in tests, do not count into each other).
 
 What an operator needs to size the server: how many requests and sentences, how long they take,
 how full the batches are (sentences and requests per batch: above 1 request means batching
-merged callers), and how many sentences are waiting.
+merged callers), how many sentences are waiting, and how late the event loop runs (when it is
+late, every request's reading, parsing and answering is).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -44,6 +46,10 @@ class Metrics:
                                         "batch", ["model"], buckets=_powers_of_two(max_batch), registry=registry)
         self.batch_seconds = Histogram("nmt_serve_batch_seconds", "Search time per batch", ["model"],
                                        buckets=LATENCY_BUCKETS, registry=registry)
+        self.loop_lag = Histogram("nmt_serve_event_loop_lag_seconds", "How late the server's event loop wakes "
+                                  "from a 10 ms sleep: the time it spends on other callbacks or waiting for the "
+                                  "GIL, which every request's HTTP work waits behind too", buckets=LAG_BUCKETS,
+                                  registry=registry)
         self.queued = Gauge("nmt_serve_queue_sentences", "Sentences waiting for a batch", ["model"],
                             registry=registry)
 
