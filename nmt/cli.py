@@ -435,6 +435,8 @@ def serve(
     device: str = typer.Option(SERVING.device, help="auto, cpu, cuda or cuda:N."),
     quantize: Optional[str] = typer.Option(SERVING.quantize, help="int8: int8 weights for a faster search on the "
                                                                   "CPU (as nmt translate --quantize)."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay search steps "
+                                               "as CUDA graphs on a GPU [each checkpoint's decode.cuda_graphs]."),
 ):
     """Serve translations over HTTP: POST /translate, GET /models, /health, /metrics, a web page at /."""
     from nmt.serve.auth import load_api_keys
@@ -445,7 +447,7 @@ def serve(
         max_chars=max_chars, max_body_bytes=max_body_bytes, max_beam=max_beam, max_samples=max_samples,
         request_timeout=request_timeout, body_timeout=body_timeout, max_connections=max_connections,
         retry_after=retry_after, api_keys=load_api_keys(api_keys_file), cors_origins=tuple(cors_origins),
-        threads=threads, device=device, quantize=quantize)
+        threads=threads, device=device, quantize=quantize, cuda_graphs=cuda_graphs)
     run_server(checkpoints, settings)
 
 

@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="Processes the clients are spread over [enough for at most 8 clients each, at most "
                              "the machine's cores less 4, at least 1].")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--cuda-graphs", action="store_true", help="The server's --cuda-graphs (search steps replayed "
+                                                                   "as CUDA graphs on a GPU).")
     parser.add_argument("--modes", default="batching,off", help="batching, off or both (comma-separated).")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -248,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
     common = ["-m", f"model={args.checkpoint}", "--device", args.device, "--request-timeout", "600",
               "--max-queue", str(max(1024, 4 * max(clients))), "--max-connections", str(max(512, 2 * max(clients)))]
     common += ["--threads", str(args.threads)] if args.threads else []
+    common += ["--cuda-graphs"] if args.cuda_graphs else []
     modes = {"batching": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
              "off": ["--max-batch", "1", "--max-wait-ms", "0"]}
     results = []
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
             server.stop()
     record = {"what": "nmt serve under concurrent single-sentence clients, batching on and off", **provenance(),
               "checkpoint": args.checkpoint, "input": str(args.input), "input_sentences": len(lines),
-              "beam": args.beam or "the checkpoint's", "threads": args.threads, "seconds_per_point": args.seconds,
+              "beam": args.beam or "the checkpoint's", "threads": args.threads, "cuda_graphs": args.cuda_graphs, "seconds_per_point": args.seconds,
               "client_processes": args.client_processes or "default_client_processes (each result says)",
               "max_wait_ms": args.max_wait_ms,
               # other work on the machine slows every point: the 1, 5 and 15 minute load at the end

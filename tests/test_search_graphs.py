@@ -82,7 +82,7 @@ class FakeGraph:
     def pool(self):
         return None
 
-    def capture_begin(self, pool=None):
+    def capture_begin(self, pool=None, capture_error_mode="global"):
         self._recorder = Recorder()
         self._recorder.__enter__()
 

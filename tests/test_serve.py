@@ -297,3 +297,17 @@ def test_the_readme_names_every_request_key_and_every_limit_flag():
                                                       "max_connections", "retry_after", "max_batch", "max_wait_ms")]
     assert [flag for flag in flags if flag not in section] == []
     assert "docs/serve-page.png" in section
+
+
+def test_the_server_decides_whether_search_steps_are_captured(trained_run):
+    """--cuda-graphs/--no-cuda-graphs is the server's: every request's options carry it (on a
+    CPU search ignores it); without the flag each checkpoint's decode.cuda_graphs stands."""
+    from nmt.serve.limits import ServeSettings
+    from nmt.serve.metrics import Metrics
+    from nmt.serve.models import load_models
+
+    for flag in (True, False, None):
+        settings = ServeSettings(device="cpu", cuda_graphs=flag)
+        [model] = load_models([("toy", trained_run)], settings, Metrics(settings.max_batch)).values()
+        expected = model.translator.config.decode.cuda_graphs if flag is None else flag
+        assert model.options({"beam": 2}, settings).cuda_graphs is expected

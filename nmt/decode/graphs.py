@@ -104,7 +104,8 @@ class CapturedSteps:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.stream(side):
             self.step(cloned(static), cloned(finished), t.clone())  # the warm-up must not advance the search
-            graph.capture_begin(pool=self.pool)
+            # thread_local: a server's other threads (other models) may launch work meanwhile
+            graph.capture_begin(pool=self.pool, capture_error_mode="thread_local")
             try:
                 copy_into(static, self.step(static, finished, t))
                 t.add_(1)
