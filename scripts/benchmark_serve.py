@@ -239,8 +239,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="Processes the clients are spread over [enough for at most 8 clients each, at most "
                              "the machine's cores less 4, at least 1].")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--cuda-graphs", action="store_true", help="The server's --cuda-graphs (search steps replayed "
-                                                                   "as CUDA graphs on a GPU).")
+    parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                        help="The server's --cuda-graphs / --no-cuda-graphs (search steps replayed as CUDA graphs on "
+                             "a GPU; its default).")
     parser.add_argument("--modes", default="batching,off", help="batching, off or both (comma-separated).")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     common = ["-m", f"model={args.checkpoint}", "--device", args.device, "--request-timeout", "600",
               "--max-queue", str(max(1024, 4 * max(clients))), "--max-connections", str(max(512, 2 * max(clients)))]
     common += ["--threads", str(args.threads)] if args.threads else []
-    common += ["--cuda-graphs"] if args.cuda_graphs else []
+    common += ["--cuda-graphs" if args.cuda_graphs else "--no-cuda-graphs"]
     modes = {"batching": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
              "off": ["--max-batch", "1", "--max-wait-ms", "0"]}
     results = []

@@ -300,14 +300,14 @@ def test_the_readme_names_every_request_key_and_every_limit_flag():
 
 
 def test_the_server_decides_whether_search_steps_are_captured(trained_run):
-    """--cuda-graphs/--no-cuda-graphs is the server's: every request's options carry it (on a
-    CPU search ignores it); without the flag each checkpoint's decode.cuda_graphs stands."""
+    """--cuda-graphs (the default) / --no-cuda-graphs is the server's: every request's options
+    carry it, whatever the checkpoint's decode.cuda_graphs (on a CPU search ignores it)."""
     from nmt.serve.limits import ServeSettings
     from nmt.serve.metrics import Metrics
     from nmt.serve.models import load_models
 
-    for flag in (True, False, None):
+    assert ServeSettings().cuda_graphs is True
+    for flag in (True, False):
         settings = ServeSettings(device="cpu", cuda_graphs=flag)
         [model] = load_models([("toy", trained_run)], settings, Metrics(settings.max_batch)).values()
-        expected = model.translator.config.decode.cuda_graphs if flag is None else flag
-        assert model.options({"beam": 2}, settings).cuda_graphs is expected
+        assert model.options({"beam": 2}, settings).cuda_graphs is flag

@@ -40,7 +40,7 @@ class ServeSettings:
     threads: Optional[int] = None  # PyTorch's CPU threads; None: its default
     device: str = "auto"
     quantize: Optional[str] = None  # "int8": int8 weights on the CPU (nmt/decode/quantize.py)
-    cuda_graphs: Optional[bool] = None  # replay search steps as CUDA graphs; None: each checkpoint's decode.cuda_graphs
+    cuda_graphs: bool = True  # replay search steps as CUDA graphs (on a GPU; ignored on the CPU)
 
     def check(self) -> None:
         """Every rule between the settings, as one `NmtError` naming the flag."""

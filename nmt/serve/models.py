@@ -63,8 +63,8 @@ class ServedModel:
         from nmt.errors import ConfigError
 
         try:
-            server_set = {} if settings.cuda_graphs is None else {"cuda_graphs": settings.cuda_graphs}
-            options = self.translator.options(**changes, **server_set, batch_size=settings.max_batch, option_name=str)
+            options = self.translator.options(**changes, cuda_graphs=settings.cuda_graphs, batch_size=settings.max_batch,
+                                              option_name=str)
         except ConfigError as e:
             raise RequestError(422, str(e).replace("config key ", "")) from None
         check_cost(options, settings)
