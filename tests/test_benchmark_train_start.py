@@ -1,0 +1,19 @@
+"""scripts/benchmark_train_start.py end to end on the toy corpus: what it reports, not how fast."""
+
+from __future__ import annotations
+
+import json
+
+from scripts.benchmark_train_start import main
+
+
+def test_the_train_start_benchmark_reports_both_samplers_with_a_warm_page_cache(toy_workspace, tmp_path):
+    out = tmp_path / "start.json"
+    main(["--prepared", str(toy_workspace / "prepared"), "--workdir", str(tmp_path / "w"), "--batch-size", "8",
+          "--page-cache", "warm", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["commit"] and set(record["samplers"]) >= {"bucket", "static_shapes"}
+    assert set(record["first_step"]) == {"bucket, warm cache", "static, warm cache"}
+    for case in record["first_step"].values():
+        assert case["seconds_to_first_step"] > 0 and case["peak_rss_mb"] > 0
+        assert case["page_cache"].startswith("warm")
