@@ -141,7 +141,8 @@ def main(argv=None) -> None:
         for cache in args.page_cache.split(","):
             for mode in ("bucket", "static"):
                 state = page_cache(args.prepared, cache)
-                result = first_step(args.prepared, args.workdir, args.batch_size, mode == "static")
+                workdir = args.workdir if cache == "as-is" else args.workdir / cache  # a run folder per case
+                result = first_step(args.prepared, workdir, args.batch_size, mode == "static")
                 record["first_step"][mode if cache == "as-is" else f"{mode}, {cache} cache"] = {**result,
                                                                                               "page_cache": state}
     record["load_after"] = os.getloadavg()
