@@ -7,13 +7,14 @@ import json
 from scripts.benchmark_train_start import main
 
 
-def test_the_train_start_benchmark_reports_both_samplers_with_a_warm_page_cache(toy_workspace, tmp_path):
+def test_the_train_start_benchmark_reports_both_samplers_with_a_warm_and_a_cold_page_cache(toy_workspace, tmp_path):
     out = tmp_path / "start.json"
     main(["--prepared", str(toy_workspace / "prepared"), "--workdir", str(tmp_path / "w"), "--batch-size", "8",
-          "--page-cache", "warm,as-is", "--out", str(out)])
+          "--page-cache", "warm,cold", "--out", str(out)])
     record = json.loads(out.read_text())
     assert record["commit"] and set(record["samplers"]) >= {"bucket", "static_shapes"}
-    assert set(record["first_step"]) == {"bucket, warm cache", "static, warm cache", "bucket", "static"}
+    assert set(record["first_step"]) == {f"{mode}, {cache} cache" for mode in ("bucket", "static")
+                                         for cache in ("warm", "cold")}
     for name, case in record["first_step"].items():  # each in a run folder of its own
         assert case["returncode"] == 0 and case["seconds_to_first_step"] > 0 and case["peak_rss_mb"] > 0, case
-        assert case["page_cache"].startswith("warm" if "warm" in name else "as it was")
+        assert case["page_cache"].startswith(name.split(", ")[1].split()[0])
