@@ -425,7 +425,8 @@ def serve(
                                                                         "answer (then 503)."),
     body_timeout: float = typer.Option(SERVING.body_timeout, help="Seconds a client may take to send its body "
                                                                   "(then 408)."),
-    max_connections: int = typer.Option(SERVING.max_connections, help="Open connections; beyond, 503."),
+    max_connections: int = typer.Option(SERVING.max_connections, help="Translate requests in progress at once; "
+                                        "beyond, 503 (open connections beyond twice this and 16: uvicorn's plain 503)."),
     retry_after: int = typer.Option(SERVING.retry_after, help="Seconds in the Retry-After header of a 503."),
     api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (NMT_SERVE_API_KEYS is read "
                                                             "too, comma-separated) [none: no key needed]."),

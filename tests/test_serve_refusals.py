@@ -205,6 +205,26 @@ def test_a_request_slower_than_the_timeout_answers_503_at_its_deadline(busy_serv
     assert server.post({"text": "wa0"}).status == 200
 
 
+def test_translate_requests_beyond_max_connections_get_a_json_503_and_the_rest_still_answers(trained_run):
+    server = Server("-m", f"toy={trained_run}", "--max-connections", "1", "--max-batch", "1", "--retry-after", "3",
+                    "--threads", "1", "--device", "cpu")
+    try:
+        replies = {}
+        slow = threading.Thread(target=lambda: replies.update(slow=server.post({"text": [LONG_TEXT] * 4}, timeout=60)))
+        slow.start()
+        server.wait_until(lambda: server.metric("nmt_serve_requests_in_progress") == 1, what="one request in progress")
+        reply = server.post({"text": "wa0"})
+        assert reply.status == 503 and reply.headers["retry-after"] == "3"
+        assert reply.json()["limit"] == "max_connections" and reply.json()["allowed"] == 1
+        assert "--max-connections" in reply.json()["error"]
+        assert server.get("/health").status == 200 and server.get("/models").status == 200  # never refused for load
+        slow.join(60)
+        assert replies["slow"].status == 200
+        assert server.post({"text": "wa0"}).status == 200  # the place is free again
+    finally:
+        assert server.stop() == 0, server.output()
+
+
 # --- API keys -----------------------------------------------------------------------------------
 
 ENV_KEY, FILE_KEY = "env-key-0123456789abcdef", "file-key-fedcba9876543210"

@@ -51,8 +51,10 @@ class ClientGone(Exception):
 
 
 def build_app(models: dict[str, ServedModel], settings: ServeSettings, metrics: Metrics) -> Starlette:
+    in_progress = [0]  # translate requests being answered (one event loop: no lock needed)
+
     def route(path: str, handler, methods=("GET",), *, protected: bool = True) -> Route:
-        return Route(path, answered(path, handler, settings, metrics, protected), methods=list(methods))
+        return Route(path, answered(path, handler, settings, metrics, protected, in_progress), methods=list(methods))
 
     async def translate(request: Request) -> Response:
         return await translate_request(request, models, settings, metrics)
@@ -114,14 +116,26 @@ async def http_error(request: Request, error: HTTPException) -> Response:
                         status_code=error.status_code, headers=error.headers)
 
 
-def answered(path: str, handler, settings: ServeSettings, metrics: Metrics, protected: bool):
-    """The handler with the API key check, refusals as JSON, and its answer counted and timed."""
+def answered(path: str, handler, settings: ServeSettings, metrics: Metrics, protected: bool, in_progress: list):
+    """The handler with the API key check, the limit on translate requests in progress, refusals
+    as JSON, and its answer counted and timed. Only POST /translate counts and is refused for
+    load: /health, /models, /metrics and the page answer at once, so that a busy server can
+    still be watched."""
 
     @functools.wraps(handler)
     async def wrapper(request: Request) -> Response:
         started = time.monotonic()
         request.state.arrived = started
+        counted, limited = False, path == "/translate"
         try:
+            if limited and in_progress[0] >= settings.max_connections:
+                raise RequestError(503, f"{in_progress[0]} translate requests are in progress, the most this server "
+                                        f"takes at once (--max-connections): retry later", limit="max_connections",
+                                   allowed=settings.max_connections,
+                                   headers={"retry-after": str(settings.retry_after)})
+            if limited:
+                in_progress[0] += 1
+                counted = True
             if protected and settings.api_keys and not key_is_valid(presented_key(request.headers), settings.api_keys):
                 raise RequestError(401, "a valid API key is needed: send it as 'Authorization: Bearer KEY' or "
                                         "'X-API-Key: KEY'", headers={"www-authenticate": "Bearer"})
@@ -134,6 +148,9 @@ def answered(path: str, handler, settings: ServeSettings, metrics: Metrics, prot
         except Exception:
             logger.exception(f"bug while answering {request.method} {path}")
             response = JSONResponse({"error": "internal error (a bug): see the server's log"}, status_code=500)
+        finally:
+            if counted:
+                in_progress[0] -= 1
         metrics.answered(path, response.status_code, time.monotonic() - started)
         return response
 
@@ -236,7 +253,7 @@ async def wait_for(job, model: ServedModel, request: Request, deadline: float, s
     model.batcher.cancel(job)
     if gone in done:
         raise ClientGone()
-    raise RequestError(503, f"no answer within {settings.request_timeout:g} seconds (--request-timeout): the "
+    raise RequestError(503, f"no answer within {settings.request_timeout:g} s (--request-timeout): the "
                             f"server is busy, retry later", limit="request_timeout", allowed=settings.request_timeout,
                        headers={"retry-after": str(settings.retry_after)})
 

@@ -33,7 +33,7 @@ class ServeSettings:
     body_timeout: float = 10.0  # seconds a client may take to send its body (a slow client)
     max_beam: int = 16
     max_samples: int = 16  # n_samples when sampling
-    max_connections: int = 512  # open connections; uvicorn answers 503 beyond it
+    max_connections: int = 512  # translate requests in progress at once; beyond, 503 (uvicorn's: 2x + 16 connections)
     retry_after: int = 1  # seconds, in the Retry-After header of a 503
     api_keys: tuple[str, ...] = ()  # empty: no key needed
     cors_origins: tuple[str, ...] = ()  # empty: no cross-origin page may call the API

@@ -52,7 +52,9 @@ def serve(checkpoints: list[str], settings: ServeSettings) -> None:
     models = load_models(specs, settings, metrics)
     listening = bind(settings.host, settings.port)
     config = uvicorn.Config(build_app(models, settings, metrics), lifespan="on", log_level="warning",
-                            access_log=False, limit_concurrency=settings.max_connections,
+                            # requests beyond --max-connections get the app's JSON 503; uvicorn's own
+                            # plain-text 503 stays as a backstop for idle connections piling up
+                            access_log=False, limit_concurrency=2 * settings.max_connections + 16,
                             # long enough for every accepted request to get its answer or its timeout
                             timeout_graceful_shutdown=int(settings.body_timeout + settings.request_timeout) + 5)
     server = uvicorn.Server(config)
