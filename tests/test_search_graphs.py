@@ -219,6 +219,33 @@ def test_the_autocast_twin_holds_the_weights_cast_and_follows_the_model(monkeypa
     assert graphs.autocast_twin(model) is model
 
 
+def test_greedy_and_beam_requests_alternating_keep_each_ones_graphs(fake_cuda, monkeypatch):
+    """A server mixing greedy and beam requests: each way's graphs stay; nothing is captured twice."""
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    model, (src, lens) = random_model(5), random_batch(6, size=10)
+    limits = dict(max_len_a=1.0, max_len_b=3)
+    for name in ("greedy", "beam"):
+        SEARCHES[name](model, src, lens, cuda_graphs=True, **limits)
+    captured = sum(steps.captures for steps in fake_cuda)
+    for name in ("greedy", "beam", "greedy"):
+        SEARCHES[name](model, src, lens, cuda_graphs=True, **limits)
+    assert len(fake_cuda) == 2 and sum(steps.captures for steps in fake_cuda) == captured
+
+
+def test_kept_graphs_do_not_keep_their_model_alive(fake_cuda, monkeypatch):
+    import gc
+    import weakref
+
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    model, (src, lens) = random_model(5), random_batch(6, size=10)
+    SEARCHES["beam"](model, src, lens, cuda_graphs=True, max_len_a=1.0, max_len_b=3)
+    alive = weakref.ref(model)
+    assert alive() in graphs._CACHES
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_bucketed_sizes():
     assert [graphs.bucketed_width(n) for n in (1, 16, 17, 33, 200)] == [16, 16, 32, 64, 256]
     assert [graphs.bucketed_slots(n) for n in (1, 5, 7, 13, 100, 128, 600)] == [1, 6, 8, 16, 128, 128, 600]

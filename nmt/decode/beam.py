@@ -288,14 +288,18 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
         width, slots, steps = length, (lambda live: live), EagerSteps(step)
         finished, t = empty(width)
     beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), width)
-    for position in range(length):
-        if counts is not None:
-            counts.steps, counts.row_steps = counts.steps + 1, counts.row_steps + beam.prev.numel()
-        beam = steps(beam, finished, t)
-        if (position + 1) % CHECK_EVERY == 0 and position + 1 < length:
-            beam = checked(beam, slots)
-            if beam is None:
-                break
+    try:
+        for position in range(length):
+            if counts is not None:
+                counts.steps, counts.row_steps = counts.steps + 1, counts.row_steps + beam.prev.numel()
+            beam = steps(beam, finished, t)
+            if (position + 1) % CHECK_EVERY == 0 and position + 1 < length:
+                beam = checked(beam, slots)
+                if beam is None:
+                    break
+    finally:
+        if cuda_graphs:
+            steps.step = None  # the kept graphs must not hold the model (graphs.for_model)
     if counts is not None and cuda_graphs:
         counts.captures += steps.captures - captures_before
     # The static buffers are the next call's: the results leave in copies.

@@ -131,22 +131,33 @@ class CapturedSteps:
         return static
 
 
-_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {key: CapturedSteps}
+@dataclasses.dataclass
+class _ModelGraphs:
+    weights: tuple  # the device addresses of the model's weights when its graphs were captured
+    steps: dict  # (way of searching, modes, autocast) -> CapturedSteps
+
+
+# model -> _ModelGraphs. Weak keys: a model's graphs go with it. Nothing kept here may refer to the
+# model (a value holding its key keeps both forever): `run` takes each call's step back at its end.
+_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def for_model(model, step: Callable, how: tuple, device: torch.device) -> CapturedSteps:
     """The captured steps of `model` searched in way `how` (the pick, n-gram blocking...), kept
-    between calls. A graph reads the weights' memory and was recorded under one autocast setting:
-    both are part of the key, so a model moved, reloaded into new tensors, or searched in another
-    precision gets graphs of its own."""
+    between calls, one set per way (a server mixing greedy and beam requests keeps both). A graph
+    reads the weights' memory: when they moved (the model moved, or loaded into new tensors),
+    every graph of the model is dropped, never replayed. A graph was recorded under one autocast
+    setting and one train/eval mode: both are part of the key."""
     members = getattr(model, "models", None) or [model]  # an Ensemble (nmt/model/ensemble.py) or one model
+    weights = tuple(p.data_ptr() for m in members for p in m.parameters())
+    graphs = _CACHES.get(model)
+    if graphs is None or graphs.weights != weights:
+        graphs = _CACHES[model] = _ModelGraphs(weights, {})
     key = (how, tuple(m.training for m in members), torch.is_autocast_enabled("cuda"),
-           torch.get_autocast_dtype("cuda"), tuple(p.data_ptr() for m in members for p in m.parameters()))
-    cache = _CACHES.setdefault(model, {})
-    if key not in cache:
-        cache.clear()  # graphs of an older key read memory that may be gone: never replay them
-        cache[key] = CapturedSteps(step, device)
-    steps = cache[key]
+           torch.get_autocast_dtype("cuda"))
+    steps = graphs.steps.get(key)
+    if steps is None:
+        steps = graphs.steps[key] = CapturedSteps(step, device)
     steps.step = step  # the same computation (same key); this call's closure
     return steps
 
