@@ -7,8 +7,9 @@ samplers cost: the data side of starting a run at the paper's scale (12M pairs).
     samplers kept every batch: same digest before and after).
 (b) `python -m nmt train` as a subprocess, with a small model on the CPU and log_every=1: the
     seconds from the start until the first progress line (the first step done) and until the
-    trainer's `first_step` event in log.jsonl, and the peak resident memory of the process
-    (sampled from /proc, as scripts/benchmark_preprocess.py does).
+    trainer's `first_step` event in log.jsonl, and the peak resident memory of the process until
+    that line and over the whole run (its end evaluates and saves: more than starting takes),
+    sampled from /proc every 0.2 s, as scripts/benchmark_preprocess.py does.
 
     python scripts/benchmark_train_start.py --prepared /tmp/scale/b12m/prepared --workdir /tmp/scale/start \\
         --out benchmarks/results/train-start-12m.json
@@ -84,11 +85,12 @@ def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> 
                                stderr=subprocess.STDOUT, text=True)
     sampler = TreeSampler(process, 0.2)
     sampler.start()
-    lines, first = [], None
+    lines, first, peak_at_first = [], None, None
     for line in process.stdout:
         lines.append((round(time.time() - started, 2), line.rstrip("\n")))
         if first is None and line.startswith(("step 1/", "step 1 ")):  # the progress line of step 1
             first = time.time() - started
+            peak_at_first = sampler.peak_single  # what starting took, before the run's later evaluation
     process.wait()
     sampler.join()
     log = Path(config["train"]["run_dir"]) / "log.jsonl"
@@ -99,6 +101,7 @@ def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> 
             # the trainer's own first_step event: from the command's start, and from the Trainer's
             "seconds_to_first_step_logged": None if logged is None else round(logged["unix_time"] - started, 2),
             "trainer_seconds_to_first_step": None if logged is None else logged["seconds"],
+            "peak_rss_to_first_step_mb": None if peak_at_first is None else peak_at_first // 1024,
             "peak_rss_mb": sampler.peak_single // 1024, "output": lines[:40]}
 
 
@@ -151,7 +154,8 @@ def main(argv=None) -> None:
     write_atomically(args.out, json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record["samplers"].items()}, indent=1))
     for mode, result in record.get("first_step", {}).items():
-        print(f"{mode}: first step after {result['seconds_to_first_step']} s, peak RSS {result['peak_rss_mb']} MB")
+        print(f"{mode}: first step after {result['seconds_to_first_step']} s, peak RSS until then "
+              f"{result['peak_rss_to_first_step_mb']} MB (the whole run: {result['peak_rss_mb']} MB)")
 
 
 if __name__ == "__main__":
