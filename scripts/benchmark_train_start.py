@@ -134,6 +134,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-train", action="store_true", help="only (a), the samplers in this process")
     parser.add_argument("--label", default="")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each case (their median is reported)")
     parser.add_argument("--page-cache", default="as-is",
                         help="before each `nmt train`: as-is, warm (the prepared files read once), cold (their "
                              "pages dropped from the page cache), or several, comma-separated")
@@ -143,19 +144,25 @@ def main(argv=None) -> None:
               "load_before": os.getloadavg(), "samplers": samplers(args.prepared, args.batch_size, args.seed)}
     if not args.skip_train:
         record["first_step"] = {}
-        for cache in args.page_cache.split(","):
-            for mode in ("bucket", "static"):
-                state = page_cache(args.prepared, cache)
-                workdir = args.workdir if cache == "as-is" else args.workdir / cache  # a run folder per case
-                result = first_step(args.prepared, workdir, args.batch_size, mode == "static")
-                record["first_step"][mode if cache == "as-is" else f"{mode}, {cache} cache"] = {**result,
-                                                                                              "page_cache": state}
+        for repeat in range(args.repeats):  # the cases interleaved: a slow spell of the machine hits all of them
+            for cache in args.page_cache.split(","):
+                for mode in ("bucket", "static"):
+                    state = page_cache(args.prepared, cache)
+                    workdir = args.workdir / f"{cache}-{repeat}"  # a run folder per case
+                    result = first_step(args.prepared, workdir, args.batch_size, mode == "static")
+                    name = mode if cache == "as-is" else f"{mode}, {cache} cache"
+                    record["first_step"].setdefault(name, {"page_cache": state, "runs": []})["runs"].append(result)
+        for case in record["first_step"].values():
+            times = sorted(r["seconds_to_first_step"] for r in case["runs"] if r["seconds_to_first_step"] is not None)
+            case["median_seconds_to_first_step"] = times[len(times) // 2] if times else None
+            case["seconds_to_first_step"] = [r["seconds_to_first_step"] for r in case["runs"]]
     record["load_after"] = os.getloadavg()
     write_atomically(args.out, json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record["samplers"].items()}, indent=1))
-    for mode, result in record.get("first_step", {}).items():
-        print(f"{mode}: first step after {result['seconds_to_first_step']} s, peak RSS until then "
-              f"{result['peak_rss_to_first_step_mb']} MB (the whole run: {result['peak_rss_mb']} MB)")
+    for name, case in record.get("first_step", {}).items():
+        peaks = [r["peak_rss_to_first_step_mb"] for r in case["runs"]]
+        print(f"{name}: first step after {case['seconds_to_first_step']} s (median "
+              f"{case['median_seconds_to_first_step']}), peak RSS until then {peaks} MB")
 
 
 if __name__ == "__main__":
