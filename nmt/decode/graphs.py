@@ -148,7 +148,7 @@ def for_model(model, step: Callable, how: tuple, device: torch.device) -> Captur
     reads the weights' memory: when they moved (the model moved, or loaded into new tensors),
     every graph of the model is dropped, never replayed. A graph was recorded under one autocast
     setting and one train/eval mode: both are part of the key."""
-    members = getattr(model, "models", None) or [model]  # an Ensemble (nmt/model/ensemble.py) or one model
+    members = _members(model)
     weights = tuple(p.data_ptr() for m in members for p in m.parameters())
     graphs = _CACHES.get(model)
     if graphs is None or graphs.weights != weights:
@@ -181,19 +181,15 @@ def autocast_twin(model):
     """
     if not torch.is_autocast_enabled("cuda"):
         return model
-    dtype = torch.get_autocast_dtype("cuda")
-    members = getattr(model, "models", None)  # an Ensemble (nmt/model/ensemble.py)
     twin = _TWINS.get(model)
-    if twin is None or next(iter(twin_parameters(twin))).dtype != dtype:
-        if members is not None:
-            twin = type(model)([autocast_twin(m) for m in members], model.mode)
-        else:
-            twin = copy.deepcopy(model).to(dtype)
-        _TWINS[model] = twin
-    if members is not None:
-        for member in members:
-            autocast_twin(member)  # refreshes the member twins the ensemble twin holds
+    if hasattr(model, "models"):  # an Ensemble (nmt/model/ensemble.py): of its members' twins, each refreshed
+        twins = [autocast_twin(member) for member in model.models]
+        if twin is None or any(a is not b for a, b in zip(twin.models, twins, strict=True)):
+            twin = _TWINS[model] = type(model)(twins, model.mode)
         return twin
+    dtype = torch.get_autocast_dtype("cuda")
+    if twin is None or next(twin.parameters()).dtype != dtype:
+        twin = _TWINS[model] = copy.deepcopy(model).to(dtype)
     twin.train(model.training)
     with torch.no_grad():
         for mine, theirs in zip(twin.parameters(), model.parameters(), strict=True):
@@ -201,9 +197,9 @@ def autocast_twin(model):
     return twin
 
 
-def twin_parameters(twin):
-    members = getattr(twin, "models", None) or [twin]
-    return (p for m in members for p in m.parameters())
+def _members(model) -> list:
+    """An Ensemble's models (nmt/model/ensemble.py), or the one model."""
+    return getattr(model, "models", None) or [model]
 
 
 def bucketed_width(length: int) -> int:
