@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nmt.device import read_cpu_times  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.make_scale_corpus import summary, write_corpus  # noqa: E402
@@ -104,9 +105,10 @@ class TreeSampler(threading.Thread):
 
 
 def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
-    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / TICKS
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat: all but idle and
+    iowait, as nmt.device.read_cpu_times counts them."""
+    idle, total = read_cpu_times()
+    return (total - idle) / TICKS
 
 
 def _other_cpu(first: dict, last: dict, own: set[int], seconds: float) -> list[dict]:
