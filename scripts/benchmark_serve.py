@@ -187,12 +187,11 @@ def run_clients(url: str, lines: list[str], clients: int, processes: int, second
     for part in found:
         for status, n in part["failures"].items():
             failures[status] = failures.get(status, 0) + n
+    wall = max(part["finished"] for part in found) - started
     return {"latencies": [x for part in found for x in part["latencies"]], "failures": failures,
-            "lags": [x for part in found for x in part["lags"]],
-            "wall": max(part["finished"] for part in found) - started,
+            "lags": [x for part in found for x in part["lags"]], "wall": wall,
             # the busiest client process's CPU time over the wall time: near 1.0, the client is the limit
-            "client_cpu_busiest": max(part["cpu_seconds"] for part in found) / (max(part["finished"] for part in found)
-                                                                                  - started)}
+            "client_cpu_busiest": max(part["cpu_seconds"] for part in found) / wall}
 
 
 def default_client_processes(clients: int) -> int:
