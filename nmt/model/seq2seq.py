@@ -79,10 +79,12 @@ class DecoderState:
     def padded_source(self, width: Callable[[int], int]) -> "DecoderState":
         """The attention memory padded with masked positions to width(S) (captured search steps
         want few distinct shapes); the same attention: padding gets no weight."""
-        if self.memory is None or width(self.memory.size(1)) == self.memory.size(1):
+        if self.memory is None:
             return self
         n, length = self.memory.shape[:2]
         extra = width(length) - length
+        if not extra:
+            return self
         mask = self.src_mask if self.src_mask is not None else self.memory.new_ones(n, length, dtype=torch.bool)
         return replace(self, memory=F.pad(self.memory, (0, 0, 0, extra)), keys=F.pad(self.keys, (0, 0, 0, extra)),
                        src_mask=F.pad(mask, (0, extra), value=False))
