@@ -213,8 +213,14 @@ def finish(finished: Finished, beam: Beam, t: torch.Tensor, scores, rows, tokens
 
 def advance(model, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Callable, no_repeat_ngram: int) -> Beam:
     """One step for every row (steps 1-4 of the module docstring); writes into `finished`."""
-    n, k = beam.scores.shape
     log_probs, state = model.decode_step(beam.prev, beam.state)  # (n*K, V)
+    return extended(log_probs, state, beam, finished, t, pick=pick, no_repeat_ngram=no_repeat_ngram)
+
+
+def extended(log_probs: torch.Tensor, state, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Callable,
+             no_repeat_ngram: int) -> Beam:
+    """Steps 1-4 after the model's: the beam extended by the step's log_probs (n*K, V) and state."""
+    n, k = beam.scores.shape
     vocab = log_probs.size(1)
     log_probs = allowed(log_probs.view(n, k, vocab), t, beam, no_repeat_ngram)  # (n, K, V)
     at_limit = t + 1 >= beam.max_len  # (n,) out of room: only EOS
