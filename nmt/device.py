@@ -68,6 +68,14 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
 
 
+def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of a CUDA tensor in page-locked host memory, queued like a kernel: the host must
+    wait for the stream (an event) before it reads the copy. A CPU tensor is returned as it is."""
+    if tensor.device.type != "cuda":
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True).copy_(tensor, non_blocking=True)
+
+
 def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A copy of a CPU tensor on `device` that does not make the host wait for the device.
 

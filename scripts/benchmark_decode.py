@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from nmt.config import Config, load_config, replace  # noqa: E402
 from nmt.data.corpus import read_lines  # noqa: E402
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer  # noqa: E402
-from nmt.decode.search import Counts, search  # noqa: E402
+from nmt.decode.search import Counts, in_turn, launch  # noqa: E402
 from nmt.device import autocast  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.model.seq2seq import build_model  # noqa: E402
@@ -93,14 +93,13 @@ def random_model(config: Config, device) -> nn.Module:
 
 
 def timed_set(translate, data, device) -> dict:
-    """translate(i, src, lens, measured) once on the last batch (the shortest: the warm-up, measured
+    """translate(batches, measured) once on the last batch (the shortest: the warm-up, measured
     False), then on every batch i in order, between two synchronisations; rates over the whole set."""
-    translate(len(data) - 1, *data[-1], False)
+    translate([len(data) - 1], False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for i, (src, lens) in enumerate(data):
-        translate(i, src, lens, True)
+    translate(range(len(data)), True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -109,16 +108,19 @@ def timed_set(translate, data, device) -> dict:
 
 
 def timed_search(model, data, options, device, bf16: bool, outputs: list | None = None) -> dict:
-    """Our search over every batch (`timed_set`). `options` is one DecodeOptions, or one per batch.
-    `outputs`, if given, receives each measured sentence's best hypothesis, in batch order."""
+    """Our search over every batch (`timed_set`), each batch queued before the one before is read,
+    as `Translator` runs it (nmt/decode/search.py's search_batches). `options` is one
+    DecodeOptions, or one per batch. `outputs`, if given, receives each measured sentence's best
+    hypothesis, in batch order."""
     counts = Counts()
 
-    def translate(i, src, lens, measured):
+    def translate(indices, measured):
         with autocast(device, bf16):
-            found = search(model, src, lens, options[i] if isinstance(options, list) else options,
-                           counts=counts if measured else None)
-        if measured and outputs is not None:
-            outputs.extend(hyps[0] for hyps in found)
+            launched = (launch(model, *data[i], options[i] if isinstance(options, list) else options,
+                               counts=counts if measured else None) for i in indices)
+            for found in in_turn(launched):
+                if measured and outputs is not None:
+                    outputs.extend(hyps[0] for hyps in found)
 
     result = timed_set(translate, data, device)
     return {**result, "steps": counts.steps, "row_steps": counts.row_steps, "captures": counts.captures,

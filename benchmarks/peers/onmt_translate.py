@@ -198,16 +198,17 @@ class RowCounter:
 def timed_onmt(translator, data, theirs: list[dict], device, autocast_bf16: bool, outputs: list) -> dict:
     counter = RowCounter(translator)
 
-    def translate(i, src, lens, measured):
-        batch = theirs[i]
-        translator.max_length = batch["limit"]
-        with autocast(device, autocast_bf16):
-            results = translator.translate_batch({"src": batch["src"], "srclen": batch["srclen"]}, attn_debug=False)
-        best = [hyps[0].tolist() for hyps in results["predictions"]]
-        if measured:
-            outputs.extend(best)
-        else:
-            counter.row_steps = counter.steps = 0
+    def translate(indices, measured):
+        for i in indices:
+            batch = theirs[i]
+            translator.max_length = batch["limit"]
+            with autocast(device, autocast_bf16):
+                results = translator.translate_batch({"src": batch["src"], "srclen": batch["srclen"]}, attn_debug=False)
+            best = [hyps[0].tolist() for hyps in results["predictions"]]
+            if measured:
+                outputs.extend(best)
+            else:
+                counter.row_steps = counter.steps = 0
 
     result = timed_set(translate, data, device)
     return {**result, "steps": counter.steps, "row_steps": counter.row_steps,

@@ -22,9 +22,10 @@ One step (`advance`), for the n groups in the batch (n * K rows):
      hypothesis could still beat the worst finished one, but the old search stopped here as well
      and the results stay the same. A done group's scores become -inf: it finishes nothing more
      while it waits to leave the batch.
-  5. Every CHECK_EVERY steps the host reads the number of done groups (the loop's one
-     synchronisation): all done, the search stops; at least SHRINK_AT of the batch, they leave it
-     (`keep_groups`, with the state's `reorder`), as dropping rows costs a copy of the state.
+  5. Every CHECK_EVERY steps the host reads the number of done groups (`DoneCount`; on CUDA the
+     count asked at the check before, so the host never waits for the device): all done, the
+     search stops; at least SHRINK_AT of the batch, they leave it (`keep_groups`, with the state's
+     `reorder`), as dropping rows costs a copy of the state.
 
 Shapes: n groups in the batch now (it shrinks), K hypotheses per group, G groups at the start,
 L the longest length limit, V the vocabulary, W the candidates per group.
@@ -40,8 +41,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD
-from nmt.decode.graphs import EagerSteps, autocast_twin, bucketed_slots, bucketed_width, cloned, for_model
-from nmt.device import host_to_device
+from nmt.decode.graphs import EagerSteps, autocast_twin, bucketed_slots, bucketed_width, for_model
+from nmt.device import device_to_host, host_to_device
 
 CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
 SHRINK_AT = 0.25  # drop done groups once they are at least this fraction of the batch
@@ -90,6 +91,27 @@ class Counts:
     steps: int = 0
     row_steps: int = 0
     captures: int = 0  # search steps captured as CUDA graphs (each costs a warm-up step and a recording)
+
+
+class Pending:
+    """A search's finished hypotheses on their way to the host. On CUDA they are copied into
+    page-locked memory behind the search's steps, and the host waits only when it reads them
+    (`finished`): a caller can queue the next batch's search first (`search.search_batches`), so
+    that the device works while the host reads this one. The copy also frees the static buffers
+    of captured steps for the next search."""
+
+    def __init__(self, finished: Finished):
+        self.event = None
+        if finished.tokens.device.type == "cuda":
+            finished = replace(finished, **{f.name: device_to_host(getattr(finished, f.name)) for f in fields(finished)})
+            self.event = torch.cuda.Event()
+            self.event.record()
+        self._finished = finished
+
+    def finished(self) -> Finished:
+        if self.event is not None:
+            self.event.synchronize()
+        return self._finished
 
 
 def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: int) -> Beam:
@@ -253,12 +275,43 @@ def keep_groups(beam: Beam, keep: torch.Tensor) -> Beam:
     return Beam(**kept, state=beam.state.reorder(rows, keep))
 
 
-def checked(beam: Beam, slots: Callable[[int], int] = lambda live: live) -> Optional[Beam]:
-    """Step 5, the loop's one read of the device: None when every group is done, else the beam,
-    without its done groups if they are enough to pay for the copy. It keeps `slots(live)` slots,
-    the live ones first (captured steps want few distinct sizes: done slots fill the rest)."""
+class DoneCount:
+    """How many groups of the beam are done, as the host learns it. On the CPU it is read at once.
+    On CUDA each check queues the count for a copy into page-locked memory behind the step
+    (`ask`) and the next check reads it (`known`), when the device has long finished it: the host
+    never waits for the device to drain its queue, so the device never idles while the host
+    decides to shrink the batch. The price: the search notices the end one check late, after up
+    to CHECK_EVERY steps on groups that are all done (whose results no longer change)."""
+
+    def __init__(self, device: torch.device):
+        self.lagged = device.type == "cuda"
+        self.host = torch.zeros((), dtype=torch.long, pin_memory=self.lagged)
+        self.ready = torch.cuda.Event() if self.lagged else None
+        self.asked = False
+
+    def known(self, beam: Beam) -> Optional[int]:
+        """A lower bound of the beam's done groups now (done stays done), or None before the first
+        `ask`: on CUDA the count asked at the last check, when the beam had the same slots."""
+        if not self.lagged:
+            return int(beam.done.sum())
+        if not self.asked:
+            return None
+        self.ready.synchronize()  # asked a check ago: normally long past
+        return int(self.host)
+
+    def ask(self, beam: Beam) -> None:
+        if self.lagged:
+            self.host.copy_(beam.done.sum(), non_blocking=True)
+            self.ready.record()
+            self.asked = True
+
+
+def checked(beam: Beam, done: int, slots: Callable[[int], int] = lambda live: live) -> Optional[Beam]:
+    """Step 5: None when all `done` (a lower bound of the beam's done groups), else the beam,
+    without done groups if they are enough to pay for the copy. It keeps `slots(n - done)` slots,
+    the live ones first (captured steps want few distinct sizes: done slots fill the rest); as
+    `done` may lag, a few of those kept may be done as well."""
     n = beam.done.numel()
-    done = int(beam.done.sum())  # waits for the queued steps
     if done == n:
         return None
     kept = min(n, slots(n - done))
@@ -270,7 +323,7 @@ def checked(beam: Beam, slots: Callable[[int], int] = lambda live: live) -> Opti
 
 def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: torch.Tensor,
         max_len: torch.Tensor, no_repeat_ngram: int = 0, cuda_graphs: bool = False,
-        counts: Optional[Counts] = None) -> Finished:
+        counts: Optional[Counts] = None) -> "Pending":
     """Search `samples` groups of K hypotheses per sentence; min_len, max_len (G,) on the CPU."""
     device = src.device
     model = autocast_twin(model)  # under autocast: the weights in bf16 once, not per step (nmt/decode/graphs.py)
@@ -294,19 +347,23 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
         width, slots, steps = length, (lambda live: live), EagerSteps(step)
         finished, t = empty(width)
     beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), width)
+    done = DoneCount(device)
     try:
         for position in range(length):
             if counts is not None:
                 counts.steps, counts.row_steps = counts.steps + 1, counts.row_steps + beam.prev.numel()
             beam = steps(beam, finished, t)
             if (position + 1) % CHECK_EVERY == 0 and position + 1 < length:
-                beam = checked(beam, slots)
-                if beam is None:
-                    break
+                count = done.known(beam)
+                if count is not None:
+                    beam = checked(beam, count, slots)
+                    if beam is None:
+                        break
+                done.ask(beam)
     finally:
         if cuda_graphs:
             steps.step = None  # the kept graphs must not hold the model (graphs.for_model)
     if counts is not None and cuda_graphs:
         counts.captures += steps.captures - captures_before
-    # The static buffers are the next call's: the results leave in copies.
-    return cloned(finished) if cuda_graphs else finished
+    # The static buffers are the next call's: the results leave in copies, queued behind the steps.
+    return Pending(finished)

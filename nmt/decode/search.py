@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import torch
 
@@ -36,7 +36,10 @@ from nmt.decode import beam as loop
 from nmt.decode.beam import Counts, Finished, best_extensions, most_likely
 from nmt.decode.sampling import sampled_candidates, sampling_generator
 
-__all__ = ["Counts", "Hypothesis", "beam_search", "greedy_search", "sample_search", "search"]
+T = TypeVar("T")
+
+__all__ = ["Counts", "Hypothesis", "beam_search", "greedy_search", "launch", "sample_search", "search",
+           "in_turn", "search_batches"]
 
 
 @dataclass(order=True)
@@ -96,16 +99,26 @@ def collect(finished: Finished, *, groups_per_sentence: int, n_best: int, length
     return results
 
 
-def _searched(model, src, src_lens, *, k: int, samples: int, pick, n_best: int, max_len_a: float,
+def _launched(model, src, src_lens, *, k: int, samples: int, pick, n_best: int, max_len_a: float,
               max_len_b: int, min_len_a: float, min_len_b: int, length_penalty: float, word_penalty: float,
-              no_repeat_ngram: int, cuda_graphs: bool, counts: Optional[Counts]) -> list[list[Hypothesis]]:
+              no_repeat_ngram: int, cuda_graphs: bool, counts: Optional[Counts]) -> Callable[[], list[list[Hypothesis]]]:
+    """The search queued (its loop run, its results on their way to the host): call the result to read them."""
     src_lens = src_lens.cpu()  # the limits are computed on the host, then sent once
     limits = [lengths(src_lens, a, b).repeat_interleave(samples)
               for lengths, a, b in ((min_lengths, min_len_a, min_len_b), (max_lengths, max_len_a, max_len_b))]
-    finished = loop.run(model, src, src_lens, k=k, samples=samples, pick=pick, min_len=limits[0], max_len=limits[1],
-                        no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs, counts=counts)
-    return collect(finished, groups_per_sentence=samples, n_best=n_best, length_penalty=length_penalty,
-                   word_penalty=word_penalty)
+    pending = loop.run(model, src, src_lens, k=k, samples=samples, pick=pick, min_len=limits[0], max_len=limits[1],
+                       no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs, counts=counts)
+    return lambda: collect(pending.finished(), groups_per_sentence=samples, n_best=n_best,
+                           length_penalty=length_penalty, word_penalty=word_penalty)
+
+
+def _searched(model, src, src_lens, **kwargs) -> list[list[Hypothesis]]:
+    return _launched(model, src, src_lens, **kwargs)()
+
+
+def _sampling(temperature: float, top_k: int, top_p: float, generator: torch.Generator):
+    return functools.partial(sampled_candidates, temperature=temperature, top_k=top_k, top_p=top_p,
+                             generator=generator)
 
 
 @torch.no_grad()
@@ -144,11 +157,32 @@ def sample_search(model, src, src_lens, *, n_samples: int, temperature: float, g
                   counts: Optional[Counts] = None) -> list[list[Hypothesis]]:
     """n_samples samples per sentence (temperature > 0; see nmt/decode/sampling.py); the n_best
     of them by rank score, best first. Not captured in CUDA graphs (the draws use `generator`)."""
-    pick = functools.partial(sampled_candidates, temperature=temperature, top_k=top_k, top_p=top_p,
-                             generator=generator)
-    return _searched(model, src, src_lens, k=1, samples=n_samples, pick=pick, n_best=n_best, max_len_a=max_len_a,
-                     max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b, length_penalty=length_penalty,
-                     word_penalty=word_penalty, no_repeat_ngram=no_repeat_ngram, cuda_graphs=False, counts=counts)
+    return _searched(model, src, src_lens, k=1, samples=n_samples, pick=_sampling(temperature, top_k, top_p, generator),
+                     n_best=n_best, max_len_a=max_len_a, max_len_b=max_len_b, min_len_a=min_len_a,
+                     min_len_b=min_len_b, length_penalty=length_penalty, word_penalty=word_penalty,
+                     no_repeat_ngram=no_repeat_ngram, cuda_graphs=False, counts=counts)
+
+
+@torch.no_grad()
+def launch(model, src, src_lens, options: DecodeOptions, *, generator: Optional[torch.Generator] = None,
+           counts: Optional[Counts] = None) -> Callable[[], list[list[Hypothesis]]]:
+    """`search` queued: call the result for its hypotheses (the host waits for the device only then)."""
+    rules = dict(max_len_a=options.max_len_a, max_len_b=options.max_len_b, min_len_a=options.min_len_a,
+                 min_len_b=options.min_len_b, length_penalty=options.length_penalty,
+                 word_penalty=options.word_penalty, no_repeat_ngram=options.no_repeat_ngram, counts=counts)
+    cuda_graphs = options.cuda_graphs and src.device.type == "cuda"
+    if options.sample and options.temperature > 0:
+        generator = generator if generator is not None else sampling_generator(options.seed, src.device)
+        pick = _sampling(options.temperature, options.top_k, options.top_p, generator)
+        return _launched(model, src, src_lens, k=1, samples=options.n_samples, pick=pick, n_best=options.n_best,
+                         cuda_graphs=False, **rules)
+    if options.sample or (options.beam == 1 and options.n_best == 1):  # greedy; temperature 0 samples are greedy
+        found = _launched(model, src, src_lens, k=1, samples=1, pick=most_likely, n_best=1, cuda_graphs=cuda_graphs,
+                          **rules)
+        copies = options.n_best if options.sample else 1
+        return lambda: [[dataclasses.replace(hyps[0]) for _ in range(copies)] for hyps in found()]
+    return _launched(model, src, src_lens, k=options.beam, samples=1, pick=best_extensions, n_best=options.n_best,
+                     cuda_graphs=cuda_graphs, **rules)
 
 
 @torch.no_grad()
@@ -157,19 +191,25 @@ def search(model, src, src_lens, options: DecodeOptions, *, generator: Optional[
     """Each sentence's `options.n_best` hypotheses, best first: sampling when `options.sample`
     (temperature 0 is greedy), else greedy for beam 1 and beam search above. Sampling draws from
     `generator`, or from one seeded with `options.seed`. CUDA graphs only on CUDA, never for sampling."""
-    rules = dict(max_len_a=options.max_len_a, max_len_b=options.max_len_b, min_len_a=options.min_len_a,
-                 min_len_b=options.min_len_b, length_penalty=options.length_penalty,
-                 word_penalty=options.word_penalty, no_repeat_ngram=options.no_repeat_ngram, counts=counts)
-    cuda_graphs = options.cuda_graphs and src.device.type == "cuda"
-    if options.sample and options.temperature > 0:
-        generator = generator if generator is not None else sampling_generator(options.seed, src.device)
-        return sample_search(model, src, src_lens, n_samples=options.n_samples, n_best=options.n_best,
-                             temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
-                             generator=generator, **rules)
-    if options.sample:  # temperature 0: every sample is the greedy hypothesis
-        return [[dataclasses.replace(h) for _ in range(options.n_best)]
-                for h in greedy_search(model, src, src_lens, cuda_graphs=cuda_graphs, **rules)]
-    if options.beam == 1 and options.n_best == 1:
-        return [[h] for h in greedy_search(model, src, src_lens, cuda_graphs=cuda_graphs, **rules)]
-    return beam_search(model, src, src_lens, beam=options.beam, n_best=options.n_best, cuda_graphs=cuda_graphs,
-                       **rules)
+    return launch(model, src, src_lens, options, generator=generator, counts=counts)()
+
+
+def search_batches(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], options: DecodeOptions, *,
+                   generator: Optional[torch.Generator] = None,
+                   counts: Optional[Counts] = None) -> Iterator[list[list[Hypothesis]]]:
+    """`search` of each (src, src_lens) batch, in order. Each batch's search is queued before the
+    results of the one before are read: the host reads them (and launches the next encoder)
+    while the device still works, instead of leaving it idle between batches."""
+    return in_turn(launch(model, src, src_lens, options, generator=generator, counts=counts)
+                   for src, src_lens in batches)
+
+
+def in_turn(launched: Iterable[Callable[[], T]]) -> Iterator[T]:
+    """The results of queued searches, in order, each read once the next one is queued."""
+    waiting = None
+    for queued in launched:  # the generator launches the next search here
+        if waiting is not None:
+            yield waiting()
+        waiting = queued
+    if waiting is not None:
+        yield waiting()

@@ -29,9 +29,9 @@ from nmt.decode.attention import AttentionMap, attention_maps
 from nmt.decode.sampling import sampling_generator
 from nmt.decode.quantize import quantize_device, quantize_model
 from nmt.decode.score import Score, score_candidates
-from nmt.decode.search import Hypothesis, search
+from nmt.decode.search import Hypothesis, search_batches
 from nmt.decode.stream import is_stream, translate_stdin
-from nmt.device import autocast, pick_device
+from nmt.device import autocast, host_to_device, pick_device
 from nmt.errors import CheckpointError
 from nmt.files import write_atomically
 from nmt.model.ensemble import Ensemble
@@ -111,13 +111,13 @@ class Translator:
         results: list[list[Hypothesis]] = [[Hypothesis(0.0, [], 0.0)] for _ in sequences]
         model = self.model.with_mode(options.ensemble_mode) if isinstance(self.model, Ensemble) else self.model
         generator = sampling_generator(options.seed, self.device) if options.sample else None
-        for indices in length_batches(sequences, options.batch_size):
-            src = pad([sequences[i] for i in indices]).to(self.device)
-            src_lens = torch.tensor([len(sequences[i]) for i in indices])
-            with autocast(self.device, self.config.train.bf16):
-                found = search(model, src, src_lens, options, generator=generator)
-            for i, hyps in zip(indices, found):
-                results[i] = hyps
+        order = length_batches(sequences, options.batch_size)
+        batches = ((host_to_device(pad([sequences[i] for i in indices]), self.device),
+                    torch.tensor([len(sequences[i]) for i in indices])) for indices in order)
+        with autocast(self.device, self.config.train.bf16):
+            for indices, found in zip(order, search_batches(model, batches, options, generator=generator)):
+                for i, hyps in zip(indices, found):
+                    results[i] = hyps
         return results
 
 
