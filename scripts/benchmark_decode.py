@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from nmt.config import Config, load_config, replace  # noqa: E402
 from nmt.data.corpus import read_lines  # noqa: E402
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer  # noqa: E402
-from nmt.decode.search import Counts, in_turn, launch  # noqa: E402
+from nmt.decode.search import Counts, search_batches  # noqa: E402
 from nmt.device import autocast  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.model.seq2seq import build_model  # noqa: E402
@@ -108,17 +108,17 @@ def timed_set(translate, data, device) -> dict:
 
 
 def timed_search(model, data, options, device, bf16: bool, outputs: list | None = None) -> dict:
-    """Our search over every batch (`timed_set`), each batch queued before the one before is read,
-    as `Translator` runs it (nmt/decode/search.py's search_batches). `options` is one
+    """Our search over every batch (`timed_set`) as `Translator` runs it (nmt/decode/search.py's
+    search_batches: each batch queued before the one before is read, the next encoder ahead). `options` is one
     DecodeOptions, or one per batch. `outputs`, if given, receives each measured sentence's best
     hypothesis, in batch order."""
     counts = Counts()
 
     def translate(indices, measured):
         with autocast(device, bf16):
-            launched = (launch(model, *data[i], options[i] if isinstance(options, list) else options,
-                               counts=counts if measured else None) for i in indices)
-            for found in in_turn(launched):
+            batch_options = [options[i] for i in indices] if isinstance(options, list) else options
+            for found in search_batches(model, [data[i] for i in indices], batch_options,
+                                        counts=counts if measured else None):
                 if measured and outputs is not None:
                     outputs.extend(hyps[0] for hyps in found)
 

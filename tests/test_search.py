@@ -289,3 +289,21 @@ def test_a_sentence_whose_hypotheses_all_die_gets_an_empty_one():
     # Only EOS is possible after A, and EOS is forbidden for 3 tokens: every hypothesis dies.
     [found] = greedy_search(ScriptedDecoder({(): {A: 1.0}}), *ONE_SOURCE, max_len_a=0, max_len_b=10, min_len_b=3)
     assert found.tokens == [] and found.log_prob == -math.inf
+
+
+def test_batches_searched_in_turn_find_what_one_search_per_batch_finds():
+    """search_batches queues each batch before reading the one before: the same results, in order,
+    with one options for all or one per batch."""
+    from nmt.config import DecodeOptions
+    from nmt.decode.search import search, search_batches
+    model = random_model(3)
+    batches = [random_batch(seed, size=4) for seed in (1, 2, 3)]
+    options = DecodeOptions(beam=2, n_best=2, max_len_a=1.0, max_len_b=4)
+    per_batch = [options, options.override(beam=1, n_best=1), options.override(length_penalty=1.0)]
+    for given in (options, per_batch):
+        expected = [search(model, src, lens, given if given is options else given[i])
+                    for i, (src, lens) in enumerate(batches)]
+        found = list(search_batches(model, iter(batches), given))
+        assert [[[(h.tokens, h.log_prob) for h in s] for s in b] for b in found] == \
+            [[[(h.tokens, h.log_prob) for h in s] for s in b] for b in expected]
+    assert list(search_batches(model, iter([]), options)) == []

@@ -21,7 +21,7 @@ from nmt.config import DecodeOptions
 from nmt.data.tokenizer import EOS
 from nmt.decode import beam as loop
 from nmt.decode import graphs
-from nmt.decode.search import beam_search, greedy_search, search
+from nmt.decode.search import beam_search, greedy_search, search, search_batches
 from nmt.model.ensemble import Ensemble
 from tests.test_search import random_batch, random_model
 
@@ -215,6 +215,7 @@ def test_the_autocast_twin_holds_the_weights_cast_and_follows_the_model(monkeypa
     ensemble = Ensemble([model, random_model(5)], "mean")
     twins = graphs.autocast_twin(ensemble)
     assert twins.models[0] is twin and twins.mode == "mean" and graphs.autocast_twin(ensemble) is twins
+    assert graphs.autocast_twin(twin) is twin and graphs.autocast_twin(twins) is twins  # already in the dtype
     monkeypatch.setattr(graphs.torch, "is_autocast_enabled", lambda device: False)
     assert graphs.autocast_twin(model) is model
 
@@ -289,6 +290,22 @@ def test_real_cuda_graphs_search_like_the_eager_loop(model_name, bf16):
     assert [[h.tokens for h in s] for s in captured] == [[h.tokens for h in s] for s in eager]
     for mine, its in zip(captured, eager):
         assert [h.log_prob for h in mine] == pytest.approx([h.log_prob for h in its], abs=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+@pytest.mark.parametrize("model_name", MODELS)
+def test_real_batches_searched_in_turn_with_the_encoder_ahead_find_what_each_search_finds(model_name, cuda_graphs):
+    """search_batches queues each batch before reading the one before, and encodes the next batch
+    in a worker thread on a side stream: the same hypotheses and scores as one search per batch."""
+    model = random_model(5, **MODELS[model_name]).cuda()
+    batches = [(src.cuda(), lens) for src, lens in (random_batch(seed, size=12) for seed in (6, 7, 8, 9))]
+    options = DecodeOptions(beam=3, n_best=3, max_len_a=1.0, max_len_b=6, cuda_graphs=cuda_graphs)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        one_by_one = [search(model, src, lens, options) for src, lens in batches]
+        in_turn = list(search_batches(model, iter(batches), options))
+    assert [[[(h.tokens, h.log_prob, h.token_scores) for h in s] for s in found] for found in in_turn] == \
+        [[[(h.tokens, h.log_prob, h.token_scores) for h in s] for s in found] for found in one_by_one]
 
 
 @needs_cuda

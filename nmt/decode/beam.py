@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional
 
@@ -323,11 +324,12 @@ def checked(beam: Beam, done: int, slots: Callable[[int], int] = lambda live: li
 
 def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: torch.Tensor,
         max_len: torch.Tensor, no_repeat_ngram: int = 0, cuda_graphs: bool = False,
-        counts: Optional[Counts] = None) -> "Pending":
-    """Search `samples` groups of K hypotheses per sentence; min_len, max_len (G,) on the CPU."""
+        counts: Optional[Counts] = None, encoded: Optional[Future] = None) -> "Pending":
+    """Search `samples` groups of K hypotheses per sentence; min_len, max_len (G,) on the CPU.
+    `encoded`: the encoder's state, already asked for (nmt/decode/ahead.py), else encoded here."""
     device = src.device
     model = autocast_twin(model)  # under autocast: the weights in bf16 once, not per step (nmt/decode/graphs.py)
-    state = model.encode(src, src_lens)
+    state = encoded.result().ready() if encoded is not None else model.encode(src, src_lens)
     if samples > 1:  # every sample is a group of its own, with its own copy of the memory
         state = state.select(torch.arange(src.size(0), device=device).repeat_interleave(samples))
     length = int(max_len.max())

@@ -184,8 +184,8 @@ def autocast_twin(model):
     numbers; they are autocast's up to rounding (a few operators autocast would run on float32
     weights, such as the embedding lookup, read bf16 ones).
     """
-    if not torch.is_autocast_enabled("cuda"):
-        return model
+    if not torch.is_autocast_enabled("cuda") or _in_dtype(model, torch.get_autocast_dtype("cuda")):
+        return model  # (a model already in the autocast dtype, a twin say, is its own twin)
     twin = _TWINS.get(model)
     if hasattr(model, "models"):  # an Ensemble (nmt/model/ensemble.py): of its members' twins, each refreshed
         twins = [autocast_twin(member) for member in model.models]
@@ -200,6 +200,10 @@ def autocast_twin(model):
         for mine, theirs in zip(twin.parameters(), model.parameters(), strict=True):
             mine.copy_(theirs)
     return twin
+
+
+def _in_dtype(model, dtype: torch.dtype) -> bool:
+    return all(p.dtype == dtype for m in _members(model) for p in m.parameters() if p.is_floating_point())
 
 
 def _members(model) -> list:

@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import torch
 
 from nmt.config import DecodeOptions
 from nmt.decode import beam as loop
+from nmt.decode.ahead import EncoderAhead
 from nmt.decode.beam import Counts, Finished, best_extensions, most_likely
+from nmt.decode.graphs import autocast_twin
 from nmt.decode.sampling import sampled_candidates, sampling_generator
 
 T = TypeVar("T")
@@ -101,13 +105,14 @@ def collect(finished: Finished, *, groups_per_sentence: int, n_best: int, length
 
 def _launched(model, src, src_lens, *, k: int, samples: int, pick, n_best: int, max_len_a: float,
               max_len_b: int, min_len_a: float, min_len_b: int, length_penalty: float, word_penalty: float,
-              no_repeat_ngram: int, cuda_graphs: bool, counts: Optional[Counts]) -> Callable[[], list[list[Hypothesis]]]:
+              no_repeat_ngram: int, cuda_graphs: bool, counts: Optional[Counts],
+              encoded: Optional[Future] = None) -> Callable[[], list[list[Hypothesis]]]:
     """The search queued (its loop run, its results on their way to the host): call the result to read them."""
     src_lens = src_lens.cpu()  # the limits are computed on the host, then sent once
     limits = [lengths(src_lens, a, b).repeat_interleave(samples)
               for lengths, a, b in ((min_lengths, min_len_a, min_len_b), (max_lengths, max_len_a, max_len_b))]
     pending = loop.run(model, src, src_lens, k=k, samples=samples, pick=pick, min_len=limits[0], max_len=limits[1],
-                       no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs, counts=counts)
+                       no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs, counts=counts, encoded=encoded)
     return lambda: collect(pending.finished(), groups_per_sentence=samples, n_best=n_best,
                            length_penalty=length_penalty, word_penalty=word_penalty)
 
@@ -165,11 +170,13 @@ def sample_search(model, src, src_lens, *, n_samples: int, temperature: float, g
 
 @torch.no_grad()
 def launch(model, src, src_lens, options: DecodeOptions, *, generator: Optional[torch.Generator] = None,
-           counts: Optional[Counts] = None) -> Callable[[], list[list[Hypothesis]]]:
-    """`search` queued: call the result for its hypotheses (the host waits for the device only then)."""
+           counts: Optional[Counts] = None, encoded: Optional[Future] = None) -> Callable[[], list[list[Hypothesis]]]:
+    """`search` queued: call the result for its hypotheses (the host waits for the device only then).
+    `encoded`: the batch's encoder state, asked for beforehand (nmt/decode/ahead.py)."""
     rules = dict(max_len_a=options.max_len_a, max_len_b=options.max_len_b, min_len_a=options.min_len_a,
                  min_len_b=options.min_len_b, length_penalty=options.length_penalty,
-                 word_penalty=options.word_penalty, no_repeat_ngram=options.no_repeat_ngram, counts=counts)
+                 word_penalty=options.word_penalty, no_repeat_ngram=options.no_repeat_ngram, counts=counts,
+                 encoded=encoded)
     cuda_graphs = options.cuda_graphs and src.device.type == "cuda"
     if options.sample and options.temperature > 0:
         generator = generator if generator is not None else sampling_generator(options.seed, src.device)
@@ -194,14 +201,43 @@ def search(model, src, src_lens, options: DecodeOptions, *, generator: Optional[
     return launch(model, src, src_lens, options, generator=generator, counts=counts)()
 
 
-def search_batches(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], options: DecodeOptions, *,
-                   generator: Optional[torch.Generator] = None,
+def search_batches(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                   options: DecodeOptions | Sequence[DecodeOptions], *, generator: Optional[torch.Generator] = None,
                    counts: Optional[Counts] = None) -> Iterator[list[list[Hypothesis]]]:
-    """`search` of each (src, src_lens) batch, in order. Each batch's search is queued before the
-    results of the one before are read: the host reads them (and launches the next encoder)
-    while the device still works, instead of leaving it idle between batches."""
-    return in_turn(launch(model, src, src_lens, options, generator=generator, counts=counts)
-                   for src, src_lens in batches)
+    """`search` of each (src, src_lens) batch, in order (`options` for all, or one per batch), with
+    the device kept busy between batches: each batch's search is queued before the results of the
+    one before are read (the host reads them while the device works), and on CUDA the next batch's
+    encoder runs in a worker thread while this batch is searched (nmt/decode/ahead.py)."""
+    model = autocast_twin(model)  # refreshed once: the worker encodes with it while the search runs
+    batches = iter(batches)
+    head = list(itertools.islice(batches, 2))
+    ahead = EncoderAhead(head[0][0].device) if len(head) == 2 and head[0][0].device.type == "cuda" else None
+
+    def launched():
+        encoded = None
+        for i, (current, following) in enumerate(_with_next(itertools.chain(head, batches))):
+            if ahead is not None and encoded is None:  # the first batch
+                encoded = ahead.submit(model, *current)
+            encoded_next = ahead.submit(model, *following) if ahead is not None and following is not None else None
+            batch_options = options if isinstance(options, DecodeOptions) else options[i]
+            yield launch(model, *current, batch_options, generator=generator, counts=counts, encoded=encoded)
+            encoded = encoded_next
+
+    try:
+        yield from in_turn(launched())
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _with_next(items: Iterable[T]) -> Iterator[tuple[T, Optional[T]]]:
+    """(item, the item after it or None) for each item, drawing one item ahead."""
+    items = iter(items)
+    current = next(items, None)
+    while current is not None:
+        following = next(items, None)
+        yield current, following
+        current = following
 
 
 def in_turn(launched: Iterable[Callable[[], T]]) -> Iterator[T]:
