@@ -68,17 +68,6 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
 
 
-def log_probs_float32(logits: torch.Tensor) -> torch.Tensor:
-    """log_softmax over the last dimension, in float32, in one pass over `logits` (bf16 or not).
-
-    Under autocast, log_softmax runs in float32 by first copying its input to float32: a second
-    pass over the step's largest tensor (for beam 12 of the paper's model, 1536 x 32k values).
-    With autocast off here, dtype=float32 upcasts inside the kernel instead.
-    """
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        return torch.nn.functional.log_softmax(logits, dim=-1, dtype=torch.float32)
-
-
 def device_to_host(tensor: torch.Tensor) -> torch.Tensor:
     """A copy of a CUDA tensor in page-locked host memory, queued like a kernel: the host must
     wait for the stream (an event) before it reads the copy. A CPU tensor is returned as it is."""

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmt.data.tokenizer import BOS, PAD
-from nmt.device import log_probs_float32
 from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 
 
@@ -155,7 +154,7 @@ class LanguageModel(nn.Module):
         # Packed: each row's final state is taken at its own last token, not after its padding.
         out, (h, c) = self.rnn(self.embed(prompts), lengths, self._zeros(prompts.size(0), prompts.device))
         last = out[torch.arange(prompts.size(0), device=prompts.device), lengths.to(prompts.device) - 1]  # (B, H)
-        return LMState(h, c, log_probs_float32(self._logits(last)))
+        return LMState(h, c, F.log_softmax(self._logits(last).float(), dim=-1))
 
     def _zeros(self, rows: int, device) -> tuple:
         zeros = lambda: torch.zeros(self.layers, rows, self.hidden, device=device)  # noqa: E731
@@ -169,7 +168,7 @@ class LanguageModel(nn.Module):
         out, (h_list, c_list) = self.rnn.step(self.embed(prev_tokens), (h_list, c_list))
         h = torch.stack(h_list)
         c = torch.stack(c_list) if c_list is not None else None
-        return log_probs_float32(self._logits(out)), LMState(h, c)
+        return F.log_softmax(self._logits(out).float(), dim=-1), LMState(h, c)
 
 
 def build_language_model(config, vocab_size: int) -> LanguageModel:

@@ -32,7 +32,7 @@ from torch import nn
 
 from nmt.data.batching import ParallelBatch
 from nmt.data.tokenizer import PAD
-from nmt.device import host_to_device, log_probs_float32
+from nmt.device import host_to_device
 from nmt.model.attention import Attention
 from nmt.model.pipeline import SplitOutput, spread, wavefront
 from nmt.model.rnn import StackedRNN, sequence_dropout_mask
@@ -255,7 +255,8 @@ class Seq2Seq(nn.Module):
         h, c = _unstacked(state.h, state.c)
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
-        return log_probs_float32(self.output(out)), replace(state, h=h, c=c)
+        # dtype=float32 upcasts inside the kernel: one pass over the (B, V) logits, not a copy first
+        return F.log_softmax(self.output(out), dim=-1, dtype=torch.float32), replace(state, h=h, c=c)
 
     def target_log_probs(self, state: DecoderState, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
         """Teacher forcing, kept per position: log p(tgt_out[b, t] | source, tgt_in[b, :t+1]) as (B, T)
