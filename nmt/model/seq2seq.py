@@ -255,7 +255,7 @@ class Seq2Seq(nn.Module):
         h, c = _unstacked(state.h, state.c)
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
-        # dtype=float32 upcasts inside the kernel: one pass over the (B, V) logits, not a copy first
+        # float32 log-probabilities; bf16 logits are converted first (torch fuses the upcast for float16 only)
         return F.log_softmax(self.output(out), dim=-1, dtype=torch.float32), replace(state, h=h, c=c)
 
     def target_log_probs(self, state: DecoderState, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
