@@ -46,7 +46,7 @@ from nmt.decode.graphs import EagerSteps, autocast_twin, bucketed_slots, buckete
 from nmt.device import device_to_host, host_to_device
 
 CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
-READ_LAG = 2  # on CUDA, steps between asking for that number and reading it (DoneCount)
+READ_LAG = 4  # on CUDA, steps between asking for that number and reading it (DoneCount)
 SHRINK_AT = 0.25  # drop done groups once they are at least this fraction of the batch
 
 
@@ -282,10 +282,12 @@ class DoneCount:
     (`ask`), read `lag` steps later (`known`). On the CPU the lag is 0. On CUDA the count is copied
     into page-locked memory behind the step and read READ_LAG steps later: by then the device has
     normally finished that step but still has the steps queued since, so it keeps working while the
-    host decides to stop or to shrink the batch (with no lag the host would wait for the queue to
-    drain and the device for the host). The price: the end of a batch and a shrink come READ_LAG
-    steps late; a lag of a whole check (8 steps) cost 40% more row-steps on a trained Multi30k
-    model, whose batches end in about 30 steps."""
+    host decides to stop or to shrink the batch (read at once, the host waits for the queue to
+    drain and then the device for the host). The price: a batch's end and its shrinks come
+    READ_LAG steps late. Emulated on the CPU for a trained Multi30k model (1,000 test sentences,
+    beam 1) that is 5% more row-steps at a lag of 1, 11% at 2, 21% at 4. On the H200 the lags from
+    1 to 8 made no difference beyond the noise to that model's speed, and on newstest2014 with
+    random weights the longer lags were faster, by up to 17% (benchmarks/README.md)."""
 
     def __init__(self, device: torch.device):
         self.lag = READ_LAG if device.type == "cuda" else 0
