@@ -114,3 +114,22 @@ def test_decode_benchmark_runs_tiny_on_cpu(tmp_path):
         assert r["row_steps_per_second"] > 0 and r["commit"] and r["device"]
         if r["kind"] == "search":
             assert r["sentences"] == 12 and r["ratio_to_ceiling"] > 0 and r["row_steps"] >= r["steps"] > 0
+
+
+def test_read_lag_benchmark_counts_more_work_for_a_later_read(trained_run, toy_workspace, tmp_path):
+    """scripts/benchmark_read_lag.py on the toy model: a count read later never saves work, the
+    hypotheses stay the same, and the CPU search's own DoneCount is back in place afterwards."""
+    from nmt.decode import beam as loop
+    from scripts.benchmark_read_lag import main as read_lag_benchmark
+
+    plain = loop.DoneCount
+    out = tmp_path / "lag.json"
+    records = read_lag_benchmark(["--checkpoint", str(trained_run / "best"), "--input",
+                                  str(toy_workspace / "corpus" / "test.src"), "--beams", "1,2", "--lags", "0,2,8",
+                                  "--threads", "1", "--out", str(out)])
+    assert loop.DoneCount is plain and json.loads(out.read_text()) == records
+    for beam in (1, 2):
+        rows = [r for r in records if r["beam"] == beam]
+        assert [r["read_lag"] for r in rows] == [0, 2, 8]
+        assert all(r["same_best_as_first_lag"] == r["sentences"] for r in rows)
+        assert rows[0]["row_steps"] <= rows[1]["row_steps"] <= rows[2]["row_steps"]

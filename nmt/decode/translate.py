@@ -29,7 +29,7 @@ from nmt.decode.attention import AttentionMap, attention_maps
 from nmt.decode.sampling import sampling_generator
 from nmt.decode.quantize import quantize_device, quantize_model
 from nmt.decode.score import Score, score_candidates
-from nmt.decode.search import Hypothesis, search_batches
+from nmt.decode.search import Counts, Hypothesis, search_batches
 from nmt.decode.stream import is_stream, translate_stdin
 from nmt.device import autocast, host_to_device, pick_device
 from nmt.errors import CheckpointError
@@ -105,9 +105,11 @@ class Translator:
         return attention_maps(self, sources, outputs)
 
     @torch.no_grad()
-    def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
+    def search_ids(self, sequences: Sequence[Sequence[int]], options: DecodeOptions,
+                   counts: Optional[Counts] = None) -> list[list[Hypothesis]]:
         """Hypotheses for token-id sequences, in input order; an empty sequence gets one empty
-        hypothesis. Samples come from one random stream per call, seeded by `options.seed`."""
+        hypothesis. Samples come from one random stream per call, seeded by `options.seed`.
+        `counts`, if given, adds up the search's decoder steps and row-steps."""
         results: list[list[Hypothesis]] = [[Hypothesis(0.0, [], 0.0)] for _ in sequences]
         model = self.model.with_mode(options.ensemble_mode) if isinstance(self.model, Ensemble) else self.model
         generator = sampling_generator(options.seed, self.device) if options.sample else None
@@ -115,7 +117,7 @@ class Translator:
         batches = ((host_to_device(pad([sequences[i] for i in indices]), self.device),
                     torch.tensor([len(sequences[i]) for i in indices])) for indices in order)
         with autocast(self.device, self.config.train.bf16):
-            for indices, found in zip(order, search_batches(model, batches, options, generator=generator)):
+            for indices, found in zip(order, search_batches(model, batches, options, generator=generator, counts=counts)):
                 for i, hyps in zip(indices, found):
                     results[i] = hyps
         return results
