@@ -28,13 +28,13 @@ from nmt.decode.graphs import tensors
 
 
 class Encoded:
-    """An encoder's state, ready once the caller's stream has waited for `event` (`ready`)."""
+    """An encoder's state, ready once the caller's stream on `device` has waited for `event` (`ready`)."""
 
-    def __init__(self, state, event: torch.cuda.Event):
-        self.state, self.event = state, event
+    def __init__(self, state, event: torch.cuda.Event, device: torch.device):
+        self.state, self.event, self.device = state, event, device
 
     def ready(self):
-        torch.cuda.current_stream().wait_event(self.event)
+        torch.cuda.current_stream(self.device).wait_event(self.event)  # the model's device, whichever is current
         return self.state
 
 
@@ -62,7 +62,7 @@ class EncoderAhead:
                 tensor.record_stream(caller)
             done = torch.cuda.Event()
             done.record(self.stream)
-        return Encoded(state, done)
+        return Encoded(state, done, self.device)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
