@@ -307,3 +307,23 @@ def test_batches_searched_in_turn_find_what_one_search_per_batch_finds():
         assert [[[(h.tokens, h.log_prob) for h in s] for s in b] for b in found] == \
             [[[(h.tokens, h.log_prob) for h in s] for s in b] for b in expected]
     assert list(search_batches(model, iter([]), options)) == []
+
+
+def test_picks_ranked_by_bf16_logits_find_the_log_probabilities_own_best():
+    """Under autocast the search ranks each row's tokens in the bf16 logits (beam.ranking_of): the
+    candidates' scores are those that ranking the float32 log-probabilities gives, ties included."""
+    from nmt.decode.beam import most_likely, ranking_of
+    g = torch.Generator().manual_seed(0)
+    for k in (1, 3, 5):
+        logits = (torch.randn(4, k, 50, generator=g) * 3).to(torch.bfloat16)
+        logits[0, 0, :10] = logits[0, 0, 10]  # ties at the top of one row
+        logits[1, :, 7] = -math.inf  # a token not allowed
+        log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+        scores = torch.randn(4, k, generator=g)
+        assert ranking_of(logits) is logits and ranking_of(log_probs) is None
+        plain, ranked = best_extensions(log_probs, scores), best_extensions(log_probs, scores, logits)
+        assert torch.equal(ranked[0], plain[0])  # the same 2K best scores, in order
+        rows = ranked[1] + k * torch.arange(4).unsqueeze(1)
+        assert torch.equal(ranked[0], scores.view(-1)[rows] + log_probs.view(4 * k, -1)[rows, ranked[2]])
+        if k == 1:
+            assert torch.equal(most_likely(log_probs, scores, logits)[0], most_likely(log_probs, scores)[0])

@@ -43,9 +43,10 @@ def keep_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sampled_candidates(log_probs: torch.Tensor, scores: torch.Tensor, *, temperature: float, top_k: int,
-                       top_p: float, generator: torch.Generator):
-    """Sampling's pick for the search loop (K = 1): log_probs (n, 1, V) as allowed, scores (n, 1)."""
+def sampled_candidates(log_probs: torch.Tensor, scores: torch.Tensor, ranking=None, *, temperature: float,
+                       top_k: int, top_p: float, generator: torch.Generator):
+    """Sampling's pick for the search loop (K = 1): log_probs (n, 1, V) as allowed, scores (n, 1);
+    it draws from log_probs and has no use for a ranking (nmt/decode/beam.py's ranking_of)."""
     allowed = log_probs[:, 0]  # (n, V)
     filtered = keep_top_p(keep_top_k(allowed / temperature, top_k), top_p)
     # A row with nothing allowed (its hypothesis is dead) draws EOS, scored -inf below, so that

@@ -13,6 +13,8 @@ The model's API is what training and search use:
     encode(src, src_lens) -> DecoderState
     decode_step(prev_tokens, state) -> (log_probs, state)     one step, for search; the state's
                                                               select / reorder keep rows (DecoderState)
+    decode_scores(prev_tokens, state)                         the same step, its logits too (search
+        -> (log_probs, logits, state)                         ranks tokens in bf16 logits)
     forward(batch) -> summed loss                             teacher forcing: the task protocol
                                                               (nmt/tasks/base.py)
     target_log_probs(state, tgt_in, tgt_out) -> (B, T)        teacher forcing per position, for
@@ -252,11 +254,18 @@ class Seq2Seq(nn.Module):
 
     def decode_step(self, prev_tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """prev_tokens (B,) -> log-probabilities (B, V) in float32, and the next state."""
+        log_probs, _, state = self.decode_scores(prev_tokens, state)
+        return log_probs, state
+
+    def decode_scores(self, prev_tokens: torch.Tensor, state: DecoderState):
+        """decode_step's log-probabilities with the logits they come from (B, V), in the output
+        layer's dtype (bf16 under autocast: search ranks tokens in them, nmt/decode/beam.py)."""
         h, c = _unstacked(state.h, state.c)
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
+        logits = self.output(out)
         # float32 log-probabilities; bf16 logits are converted first (torch fuses the upcast for float16 only)
-        return F.log_softmax(self.output(out), dim=-1, dtype=torch.float32), replace(state, h=h, c=c)
+        return F.log_softmax(logits, dim=-1, dtype=torch.float32), logits, replace(state, h=h, c=c)
 
     def target_log_probs(self, state: DecoderState, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
         """Teacher forcing, kept per position: log p(tgt_out[b, t] | source, tgt_in[b, :t+1]) as (B, T)
