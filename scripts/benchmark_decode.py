@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from nmt.config import Config, load_config, replace  # noqa: E402
 from nmt.data.corpus import read_lines  # noqa: E402
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer  # noqa: E402
+from nmt.decode import beam as loop  # noqa: E402
 from nmt.decode.search import Counts, search_batches  # noqa: E402
 from nmt.device import autocast  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
@@ -220,7 +221,8 @@ def main(argv=None) -> list[dict]:
         model, data = random_model(config, device), batches(lengths, args.batch, config.data.src_vocab_size, device)
         src_len = round(sum(lengths) / len(lengths))
         for beam in map(int, args.beams.split(",")):
-            common = {"arch": arch, "beam": beam, "batch": args.batch, "bf16": bf16 and device.type == "cuda"}
+            common = {"arch": arch, "beam": beam, "batch": args.batch, "bf16": bf16 and device.type == "cuda",
+                      "check_every": loop.CHECK_EVERY, "read_lag": loop.READ_LAG if device.type == "cuda" else 0}
             ceiling = guarded(bare_ceiling, config, args.batch, beam, src_len, device, steps=args.ceiling_steps,
                               bf16=bf16)
             add({"kind": "ceiling", **common, "mode": "graph" if device.type == "cuda" else "eager", **ceiling})
