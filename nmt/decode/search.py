@@ -6,7 +6,11 @@ so the attention memory, one row per sentence, is copied only when sentences lea
 see nmt/model/seq2seq.py's DecoderState). `search` takes its settings whole, as one
 `DecodeOptions`; the three searches below take plain keywords. All three run the device-side
 loop of nmt/decode/beam.py, which says step by step what happens; they differ in how a step picks
-its candidates (the 2K best extensions, the most likely token, a sampled one).
+its candidates (the 2K best extensions, the most likely token, a sampled one). A model may also
+offer `decode_scores` (its logits besides the log-probabilities), in which the search ranks tokens
+under autocast. `launch` queues a search and returns a function that reads its results;
+`search_batches` runs many batches that way, the next one queued (and on CUDA encoded, by a worker
+thread: nmt/decode/ahead.py) before the results of the one before are read.
 
 What every search obeys:
   - lengths: at most floor(max_len_a * source length + max_len_b) tokens, EOS included (at least
