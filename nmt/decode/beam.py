@@ -141,25 +141,33 @@ def repeated_ngrams(history: torch.Tensor, t: torch.Tensor, n: int) -> tuple[tor
     return windows[:, :, n - 1], (windows[:, :, :n - 1] == last.unsqueeze(1)).all(-1) & complete
 
 
-def block_repeats(log_probs: torch.Tensor, history: torch.Tensor, t: torch.Tensor, n: int) -> torch.Tensor:
-    """log_probs (R, V), in place, with -inf at each token that would repeat an n-gram of its row."""
+def block_repeats(log_probs: torch.Tensor, history: torch.Tensor, t: torch.Tensor, n: int,
+                  also: tuple = ()) -> torch.Tensor:
+    """log_probs (R, V), in place, with -inf at each token that would repeat an n-gram of its row;
+    the tensors in `also` (shaped like log_probs) the same."""
     if history.size(1) < n:
         return log_probs
     tokens, repeats = repeated_ngrams(history, t, n)
     # amin with +inf leaves a score as it is: a token seen in several windows needs no ordering
-    blocked = torch.where(repeats, -math.inf, math.inf).to(log_probs.dtype)
-    return log_probs.scatter_reduce_(1, tokens, blocked, reduce="amin")
+    blocked = torch.where(repeats, -math.inf, math.inf)
+    for scores in (log_probs, *also):
+        scores.scatter_reduce_(1, tokens, blocked.to(scores.dtype), reduce="amin")
+    return log_probs
 
 
-def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngram: int) -> torch.Tensor:
-    """Step 1, in place on log_probs (n, K, V): EOS at -inf where it is too early, and a token at
-    -inf where it would repeat an n-gram. Only small writes, no pass over the whole tensor: the
-    maximum length, where only EOS may come, is `only_eos_at_limit`'s, after the pick."""
+def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngram: int,
+            also: tuple = ()) -> torch.Tensor:
+    """Step 1, in place on log_probs (n, K, V) and the tensors in `also` (a ranking of the same
+    shape): EOS at -inf where it is too early, and a token at -inf where it would repeat an
+    n-gram. Only small writes, no pass over the whole tensor: the maximum length, where only EOS
+    may come, is `only_eos_at_limit`'s, after the pick."""
     n, k, vocab = log_probs.shape
     too_short = (t < beam.min_len) & (t + 1 < beam.max_len)  # t tokens so far: no EOS yet (the limit wins)
-    log_probs[:, :, EOS].masked_fill_(too_short.view(n, 1), -math.inf)
+    for scores in (log_probs, *also):
+        scores[:, :, EOS].masked_fill_(too_short.view(n, 1), -math.inf)
     if no_repeat_ngram:
-        block_repeats(log_probs.view(n * k, vocab), beam.history, t, no_repeat_ngram)
+        block_repeats(log_probs.view(n * k, vocab), beam.history, t, no_repeat_ngram,
+                      also=tuple(scores.view(n * k, vocab) for scores in also))
     return log_probs
 
 
@@ -270,12 +278,9 @@ def extended(log_probs: torch.Tensor, state, beam: Beam, finished: Finished, t: 
     `ranking` (n*K, V), if given, orders each row's tokens as log_probs does (`ranking_of`)."""
     n, k = beam.scores.shape
     vocab = log_probs.size(1)
-    log_probs = allowed(log_probs.view(n, k, vocab), t, beam, no_repeat_ngram)  # (n, K, V)
-    if ranking is not None:  # what is not allowed is ranked last there too
-        ranking = allowed(ranking.view(n, k, vocab), t, beam, no_repeat_ngram)
-        picked = pick(log_probs, beam.scores, ranking)
-    else:
-        picked = pick(log_probs, beam.scores)
+    ranked = () if ranking is None else (ranking.view(n, k, vocab),)  # what is not allowed is ranked last too
+    log_probs = allowed(log_probs.view(n, k, vocab), t, beam, no_repeat_ngram, also=ranked)  # (n, K, V)
+    picked = pick(log_probs, beam.scores, *ranked)
     at_limit = t + 1 >= beam.max_len  # (n,) out of room: only EOS
     cand_scores, cand_beams, cand_tokens = only_eos_at_limit(log_probs, beam.scores, at_limit, picked)  # (n, W)
     cand_rows = cand_beams + k * torch.arange(n, device=cand_beams.device).unsqueeze(1)  # (n, W) rows of the batch
