@@ -14,6 +14,7 @@ over steps (the work) and the steps, for each lag; the hypotheses must not chang
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -28,27 +29,6 @@ from nmt.decode.search import Counts  # noqa: E402
 from nmt.decode.translate import Translator  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
-
-
-def read_late(lag: int) -> type:
-    """A DoneCount that reads on the CPU as CUDA does: the count of the step it was asked at, `lag` steps later."""
-
-    class ReadLate(loop.DoneCount):
-        def __init__(self, device):
-            super().__init__(device)
-            self.lag, self.value = lag, None
-
-        def ask(self, beam, step):
-            if self.asked_at is None:
-                self.asked_at, self.value = step, int(beam.done.sum())
-
-        def known(self, beam, step):
-            if self.asked_at is None or step < self.asked_at + self.lag:
-                return None
-            self.asked_at = None
-            return self.value
-
-    return ReadLate
 
 
 def main(argv=None) -> list[dict]:
@@ -69,7 +49,7 @@ def main(argv=None) -> list[dict]:
         for beam in map(int, args.beams.split(",")):
             first = None
             for lag in map(int, args.lags.split(",")):
-                loop.DoneCount = read_late(lag)
+                loop.DoneCount = functools.partial(plain, lag=lag)  # read on the CPU as CUDA reads it
                 counts = Counts()
                 found = [h[0].tokens for h in translator.search_ids(translator.src_tokenizer.encode(lines),
                                                                     translator.options(beam=beam), counts=counts)]

@@ -322,29 +322,31 @@ class DoneCount:
     1 to 8 made no difference beyond the noise to that model's speed, and on newstest2014 with
     random weights the longer lags were faster, by up to 17% (benchmarks/README.md)."""
 
-    def __init__(self, device: torch.device):
-        self.lag = READ_LAG if device.type == "cuda" else 0
-        self.host = torch.zeros((), dtype=torch.long, pin_memory=self.lag > 0)
-        self.ready = torch.cuda.Event() if self.lag else None
+    def __init__(self, device: torch.device, lag: Optional[int] = None):
+        """`lag`: READ_LAG on CUDA and 0 on the CPU unless given (scripts/benchmark_read_lag.py
+        gives the CPU a lag, to count what one costs)."""
+        self.cuda = device.type == "cuda"
+        self.lag = lag if lag is not None else READ_LAG if self.cuda else 0
+        self.host = torch.zeros((), dtype=torch.long, pin_memory=self.cuda)
+        self.ready = torch.cuda.Event() if self.cuda else None
         self.asked_at: Optional[int] = None  # the step of the count asked for and not read yet
 
     def ask(self, beam: Beam, step: int) -> None:
         if self.asked_at is not None:  # the last one is not read yet (CHECK_EVERY <= lag): keep it
             return
         self.asked_at = step
-        if self.lag:
-            self.host.copy_(beam.done.sum(), non_blocking=True)
+        self.host.copy_(beam.done.sum(), non_blocking=self.cuda)  # on the CPU, the count now
+        if self.cuda:
             self.ready.record()
 
-    def known(self, beam: Beam, step: int) -> Optional[int]:
+    def known(self, step: int) -> Optional[int]:
         """From `lag` steps after an `ask`, once: a lower bound of the beam's done groups now (done
         stays done, and the beam has kept its slots since: only a read shrinks it); else None."""
         if self.asked_at is None or step < self.asked_at + self.lag:
             return None
         self.asked_at = None
-        if not self.lag:
-            return int(beam.done.sum())
-        self.ready.synchronize()  # READ_LAG steps ago: normally past, with later steps still queued
+        if self.cuda:
+            self.ready.synchronize()  # READ_LAG steps ago: normally past, with later steps still queued
         return int(self.host)
 
 
@@ -398,7 +400,7 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
             beam = steps(beam, finished, t)
             if (position + 1) % CHECK_EVERY == 0:
                 done.ask(beam, position + 1)
-            count = done.known(beam, position + 1)
+            count = done.known(position + 1)
             if count is not None and position + 1 < length:
                 beam = checked(beam, count, slots)
                 if beam is None:
