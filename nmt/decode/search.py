@@ -246,10 +246,5 @@ def _with_next(items: Iterable[T]) -> Iterator[tuple[T, Optional[T]]]:
 
 def in_turn(launched: Iterable[Callable[[], T]]) -> Iterator[T]:
     """The results of queued searches, in order, each read once the next one is queued."""
-    waiting = None
-    for queued in launched:  # the generator launches the next search here
-        if waiting is not None:
-            yield waiting()
-        waiting = queued
-    if waiting is not None:
-        yield waiting()
+    for queued, _ in _with_next(launched):  # drawing the next one launched it
+        yield queued()
