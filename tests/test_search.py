@@ -327,3 +327,20 @@ def test_picks_ranked_by_bf16_logits_find_the_log_probabilities_own_best():
         assert torch.equal(ranked[0], scores.view(-1)[rows] + log_probs.view(4 * k, -1)[rows, ranked[2]])
         if k == 1:
             assert torch.equal(most_likely(log_probs, scores, logits)[0], most_likely(log_probs, scores)[0])
+
+
+def test_allowed_masks_a_ranking_where_it_masks_the_log_probabilities():
+    """The bf16 ranking beside the log-probabilities gets -inf at the same places: EOS too early,
+    and tokens that would repeat an n-gram."""
+    from nmt.decode.beam import allowed, start
+    g = torch.Generator().manual_seed(3)
+    n, k, vocab, width = 3, 2, 12, 8
+    history = torch.randint(4, 7, (n * k, width), generator=g)  # few tokens: repeats are likely
+    beam = start(None, 1, torch.tensor([6, 0, 6]), torch.tensor([8, 8, 6]), width)  # group 0: EOS too early
+    beam.history, t = history, torch.tensor(5)
+    logits = torch.randn(n, k, vocab, generator=g).to(torch.bfloat16)
+    log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+    allowed(log_probs, t, beam, 2, also=(logits,))
+    assert torch.isneginf(log_probs[0, :, EOS]).all() and not torch.isneginf(log_probs[1:, :, EOS]).any()
+    assert torch.isneginf(log_probs[1:]).any()  # some repeats blocked
+    assert torch.equal(torch.isneginf(logits), torch.isneginf(log_probs))
