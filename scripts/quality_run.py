@@ -37,7 +37,7 @@ from nmt.train.progress import read_log  # noqa: E402
 def throughput(run_dir: Path) -> dict:
     events = read_log(run_dir / "log.jsonl")
     train_events = [e for e in events if e["event"] == "train"][1:]  # the first window holds warm-up
-    epochs = [e for e in events if e["event"] == "epoch"]
+    epochs = [e for e in events if e["event"] == "epoch_done"]  # (a run that stopped inside epoch 0 has none)
     rates = [e["tgt_tokens_per_second"] for e in train_events]
     return {
         "tgt_tokens_per_second_median": round(statistics.median(rates), 1) if rates else None,

@@ -195,7 +195,7 @@ def test_training_writes_tensorboard_events_beside_the_log(workspace):
     scalars = board.Scalars("train/loss")
     assert [s.step for s in scalars] == [e["step"] for e in logged] == [2, 4]
     assert [s.value for s in scalars] == pytest.approx([e["loss"] for e in logged], abs=1e-5)
-    assert {"train/lr", "train/ppl", "valid/ppl", "epoch/padding_fraction"} <= set(board.Tags()["scalars"])
+    assert {"train/lr", "train/ppl", "valid/ppl", "epoch/batches"} <= set(board.Tags()["scalars"])
 
     resume(run, ["train.max_steps=6"], stream=open("/dev/null", "w"))  # a second event file, the steps go on
     board = EventAccumulator(str(run / "tensorboard"))

@@ -96,6 +96,23 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(toy):
     assert run_nmt("train", "--config", "toy.yaml", cwd=toy).returncode == 0  # and the next attempt runs
 
 
+def test_the_fit_check_counts_the_model_without_giving_it_values():
+    """check_model_fits builds the model on the meta device with normal_ left out (its first call
+    there imports ~800 modules): the count is the real model's, and normal_ works again after."""
+    import torch
+
+    from nmt.config import load_config
+    from nmt.model import build_model
+    from nmt.train.setup import _NoNormalInit
+
+    config = load_config("quickstart", [])
+    with torch.device("meta"), _NoNormalInit():
+        counted = sum(p.numel() for p in build_model(config, 300, 200).parameters())
+    assert counted == sum(p.numel() for p in build_model(config, 300, 200).parameters())
+    torch.manual_seed(0)
+    assert torch.empty(1000).normal_().std() > 0.5
+
+
 # --- JSON files of runs, checkpoints, prepared data ---------------------------------------------------
 
 
@@ -272,7 +289,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(toy, monk
     assert "starting over" in result.stderr.decode()
     assert (toy / "run" / "my-notes.txt").read_text() == "mine\n"  # only its own files were replaced
     assert json.loads((toy / "run" / "log.jsonl").read_text().splitlines()[0])["event"] == "epoch"
-    assert "padding_fraction" in (toy / "run" / "log.jsonl").read_text().splitlines()[0]
+    assert "batches" in (toy / "run" / "log.jsonl").read_text().splitlines()[0]
 
 
 def test_quickstart_workdir_that_is_a_file(tmp_path):

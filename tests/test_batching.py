@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nmt.data.batching import BucketSampler, ParallelData, collate
+from nmt.data.batching import ParallelData, collate
+from nmt.data.samplers import BucketSampler, StaticShapeSampler
 from nmt.data.tokenizer import BOS, EOS, PAD
 
 
@@ -65,7 +66,6 @@ def test_collate_pads_and_wraps_the_target(toy_workspace):
 
 @pytest.mark.parametrize("options", [dict(batch_size=16), dict(batch_size=5, tgt_multiple=4), dict(batch_size=1, max_tokens=300)])
 def test_static_shape_batches_hold_one_source_length_and_every_example_once(options):
-    from nmt.data.batching import StaticShapeSampler
 
     src, tgt = lengths(1500)
     sampler = StaticShapeSampler(src, tgt, seed=4, **options)
@@ -90,7 +90,6 @@ def test_static_collate_fills_rows_and_keeps_the_sentences(toy_workspace):
 
 
 def test_static_shapes_shrink_the_last_batch_of_a_source_length_instead_of_filling_it():
-    from nmt.data.batching import StaticShapeSampler
 
     src = np.array([5] * 140 + [7] * 9)  # 128 + 12 of length 5, 9 of length 7
     sampler = StaticShapeSampler(src, np.full(len(src), 4), batch_size=128, tgt_multiple=1)

@@ -40,7 +40,10 @@ def test_preprocess_train_translate_bleu(tmp_path):
     run = tmp_path / "run"
     assert (run / "best" / "model.safetensors").exists() and (run / "last" / "trainer.json").exists()
     events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert {"epoch", "train", "valid"} <= {e["event"] for e in events}
+    assert {"epoch", "epoch_done", "train", "valid"} <= {e["event"] for e in events}
+    starts, ends = ([e for e in events if e["event"] == kind] for kind in ("epoch", "epoch_done"))
+    assert [e["epoch"] for e in ends] == [e["epoch"] for e in starts][:len(ends)] and len(ends) >= len(starts) - 1
+    assert all(0 <= e["padding_fraction"] < 1 for e in ends)  # each trained epoch's padding, at its end
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 0.004
 
     nmt("translate", "--checkpoint", run, "corpus/test.src", "--output", "test.hyp", "--beam", "3", cwd=tmp_path)

@@ -196,7 +196,7 @@ def test_lazy_capture_gives_up_front_capture_bit_for_bit(workspace, monkeypatch,
 def test_shapes_beyond_max_graphs_train_eagerly_to_the_same_weights(workspace, monkeypatch, eager_weights, caplog):
     trainer = _trainer(workspace, "bounded", captured=True, monkeypatch=monkeypatch, max_graphs=2)
     trainer.train_steps()
-    batches = trainer.sampler.epoch(0) + trainer.sampler.epoch(1)
+    batches = list(trainer.sampler.epoch(0)) + list(trainer.sampler.epoch(1))
     shapes = [trainer.task.batch(b).shape_key() for b in batches[:SETTINGS["max_steps"]]]
     first_two = list(dict.fromkeys(shapes))[:2]
     assert list(trainer.captured.graphs) == first_two

@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nmt.data.batching import BucketSampler, StaticShapeSampler
+from nmt.data.samplers import BucketSampler, StaticShapeSampler
 from nmt.data.corpus import clean_line, split_lines
 from nmt.data.tokenizer import Tokenizer, train_sentencepiece
 from tests.conftest import WORDS

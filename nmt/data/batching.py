@@ -1,10 +1,7 @@
-"""Token ids on disk -> padded batches of sentences of similar length.
+"""Token ids on disk -> padded batches: the prepared split, memory-mapped, and the batch types.
 
-The paper grouped sentences of roughly equal length into a batch (random batches wasted most of
-the computation on padding; bucketing was a 2x speed-up). `BucketSampler` does that: shuffle,
-cut into pools of `pool` batches, sort each pool by length, cut it into batches, shuffle the
-batches. Everything is drawn from a generator seeded with (seed, epoch), so the batches of an
-epoch can be rebuilt exactly on resume.
+Which sentences form a batch is the samplers' business (nmt/data/samplers.py); this module reads
+them (`collate`) and defines what a batch is to the trainer (`Batch`).
 """
 
 from __future__ import annotations
@@ -38,23 +35,50 @@ class ParallelData:
             if offsets.ndim != 1 or offsets[-1] != len(ids):
                 raise DataError(f"{offsets_path} does not match {ids_path.name}: run nmt preprocess again")
             self.sides[side] = (ids, offsets)
-        self.tgt_lens = _lengths(self.sides["tgt"][1])
-        self.src_lens = _lengths(self.sides["src"][1]) if "src" in self.sides else self.tgt_lens
-        if len(self.src_lens) != len(self.tgt_lens):
+        if len({len(offsets) for _, offsets in self.sides.values()}) > 1:
             raise DataError(f"{folder}: the {split} split has different source and target counts: run nmt preprocess again")
 
     def __len__(self) -> int:
-        return len(self.src_lens)
+        return len(self.sides["tgt"][1]) - 1
+
+    def lengths(self, side: str) -> "Lengths":
+        """Each sentence's token count on one side, read from the offsets where asked."""
+        return Lengths(self.sides[side if side in self.sides else "tgt"][1])
+
+    @functools.cached_property
+    def src_lens(self) -> np.ndarray:
+        """Every source length at once (int32): for small splits; the samplers use `lengths`."""
+        return self.lengths("src")[:]
+
+    @functools.cached_property
+    def tgt_lens(self) -> np.ndarray:
+        return self.lengths("tgt")[:]
 
     def sentence(self, side: str, index: int) -> np.ndarray:
         ids, offsets = self.sides[side]
         return ids[offsets[index]:offsets[index + 1]]
 
 
-def _lengths(offsets: np.ndarray) -> np.ndarray:
-    """(sentences,) int32: each sentence's token count, from the offsets (half the memory of int64;
-    a sentence is far shorter than 2**31 tokens)."""
-    return np.subtract(offsets[1:], offsets[:-1], dtype=np.int32, casting="unsafe")
+class Lengths:
+    """Sentence lengths as an array-like over the (memory-mapped) offsets: lengths[indices] and
+    lengths[a:b] read only the offsets they need, so no array of every length is held (at 12M
+    sentences that would be 45 MB a side). int32: a sentence is far shorter than 2**31 tokens."""
+
+    def __init__(self, offsets: np.ndarray):
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, where) -> np.ndarray:
+        if isinstance(where, slice):
+            start, stop, step = where.indices(len(self))
+            if step != 1:
+                raise ValueError("Lengths are sliced contiguously")
+            ends = np.asarray(self.offsets[start:max(start, stop) + 1])
+            return np.subtract(ends[1:], ends[:-1], dtype=np.int32, casting="unsafe")
+        where = np.asarray(where, dtype=np.int64)
+        return np.subtract(self.offsets[where + 1], self.offsets[where], dtype=np.int32, casting="unsafe")
 
 
 def _load_array(path: Path, mmap_mode=None) -> np.ndarray:
@@ -162,7 +186,7 @@ def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: 
     indices = np.asarray(indices, dtype=np.int64)
     src_ids, src_offsets = data.sides["src"]
     tgt_ids, tgt_offsets = data.sides["tgt"]
-    src_lens, tgt_lens = data.src_lens[indices], data.tgt_lens[indices]
+    src_lens, tgt_lens = data.lengths("src")[indices], data.lengths("tgt")[indices]
     count = len(indices)
     if count == 0:  # only filler rows: a process of a data-parallel job whose share is empty
         empty = torch.full((rows or 1, tgt_width or 1), PAD, dtype=torch.long)
@@ -189,201 +213,3 @@ def collate(data: ParallelData, indices, *, rows: int | None = None, tgt_width: 
     return ParallelBatch(torch.from_numpy(src), None if static else torch.from_numpy(src_lens.astype(np.int64)),
                          torch.from_numpy(tgt_in), torch.from_numpy(tgt_out), count, tokens, count, tokens)
 
-
-def _last_epoch_kept(epoch_method):
-    """Keep the batches of the last epoch asked for: a run asks for epoch 0 twice as it starts (to
-    count its steps, then to train), and at 12M sentences each costs seconds. A copy of the list is
-    returned, so that a caller changing it does not change the next caller's."""
-
-    @functools.wraps(epoch_method)
-    def epoch(self, number: int) -> list[np.ndarray]:
-        kept = getattr(self, "_kept_epoch", None)
-        if kept is None or kept[0] != number:
-            kept = self._kept_epoch = (number, epoch_method(self, number))
-        return list(kept[1])
-
-    return epoch
-
-
-def _batch_maxima(lens: np.ndarray, batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(each batch's longest length, each batch's size, the sum of every length) in a few numpy
-    calls over all batches at once; batches are never empty."""
-    sizes = np.fromiter(map(len, batches), dtype=np.int64, count=len(batches))
-    if not len(batches):
-        return sizes, sizes, 0
-    flat = lens[np.concatenate(batches)]
-    starts = np.zeros(len(batches), dtype=np.int64)
-    np.cumsum(sizes[:-1], out=starts[1:])
-    return np.maximum.reduceat(flat, starts), sizes, int(flat.sum())
-
-
-def index_dtype(count: int) -> type:
-    """int32 indices while they fit: half the memory of int64 for an epoch's order."""
-    return np.int32 if count < 2**31 else np.int64
-
-
-def _permutation(rng: np.random.Generator, count: int) -> np.ndarray:
-    """rng.permutation(count) in the index dtype: the same numbers and the same draws (permutation
-    shuffles an arange in place, whatever its dtype), half the memory at int32."""
-    order = np.arange(count, dtype=index_dtype(count))
-    rng.shuffle(order)
-    return order
-
-
-def _stable_argsort(values: np.ndarray) -> np.ndarray:
-    """np.argsort(values, kind="stable"), through 16-bit keys where the values fit them: numpy
-    radix-sorts those, several times faster than its timsort of wider integers; the same result,
-    as a stable sort has only one."""
-    if len(values) and 0 <= values.min() and values.max() < 2**16:
-        values = values.astype(np.uint16)
-    return np.argsort(values, kind="stable")
-
-
-def _sort_pools(order: np.ndarray, pool_size: int, src_lens: np.ndarray, tgt_lens: np.ndarray) -> None:
-    """Sort each run of `pool_size` in `order`, in place, by source length, then target length,
-    ties kept in their order: what np.lexsort((tgt, src)) of each pool gives.
-
-    A block of pools at a time: each position becomes one int64 (pool, source length, target
-    length, position) in bit fields, all distinct, so one unstable np.sort orders them as the
-    stable per-pool sort would, in a fraction of the time of a loop over the pools (876 at 11.2M
-    sentences); the keys of one block (about 2**18 positions) are all the memory it takes."""
-    block = pool_size * max(1, 2**18 // pool_size)
-    tgt_bits, src_bits = int(tgt_lens.max(initial=0)).bit_length(), int(src_lens.max(initial=0)).bit_length()
-    position_bits = (min(block, len(order)) - 1).bit_length()
-    pool_bits = max(0, (min(block, len(order)) - 1) // pool_size).bit_length()
-    fields = pool_bits + src_bits + tgt_bits + position_bits
-    for start in range(0, len(order), block):
-        part = order[start:start + block]
-        if fields > 63:  # lengths beyond any real sentence's: the per-pool sort itself
-            for i in range(0, len(part), pool_size):
-                run = part[i:i + pool_size]
-                run[:] = run[np.lexsort((tgt_lens[run], src_lens[run]))]
-            continue
-        key = np.repeat(np.arange(-(-len(part) // pool_size), dtype=np.int64), pool_size)[:len(part)]
-        key <<= src_bits + tgt_bits + position_bits
-        key |= src_lens[part].astype(np.int64) << (tgt_bits + position_bits)
-        key |= tgt_lens[part].astype(np.int64) << position_bits
-        key |= np.arange(len(part), dtype=np.int64)
-        key.sort()
-        key &= (1 << position_bits) - 1  # back to positions in the block
-        part[:] = part[key]
-
-class BucketSampler:
-    """Batches of similar-length sentences; every example exactly once per epoch."""
-
-    def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
-                 pool: int = 100, seed: int = 1):
-        self.src_lens = np.asarray(src_lens, dtype=np.int32)
-        self.tgt_lens = np.add(tgt_lens, 1, dtype=np.int32)  # the decoder sees BOS/EOS too
-        self.batch_size, self.max_tokens, self.pool, self.seed = batch_size, max_tokens, pool, seed
-
-    def _pool_size(self) -> int:
-        if self.max_tokens is None:
-            return self.batch_size * self.pool
-        typical = max(1, int(np.median(np.maximum(self.src_lens, self.tgt_lens))))
-        return max(1, self.max_tokens // typical) * self.pool
-
-    def _cut(self, chunk: np.ndarray) -> list[np.ndarray]:
-        if self.max_tokens is None:
-            return [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        # Greedy: grow the batch while (sentences x longest side) stays within max_tokens.
-        batches, start, longest = [], 0, 0
-        widths = np.maximum(self.src_lens[chunk], self.tgt_lens[chunk])
-        for i, width in enumerate(widths.tolist()):
-            if i > start and max(longest, width) * (i - start + 1) > self.max_tokens:
-                batches.append(chunk[start:i])
-                start, longest = i, 0
-            longest = max(longest, width)
-        batches.append(chunk[start:])
-        return batches
-
-    @_last_epoch_kept
-    def epoch(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
-        order = _permutation(rng, len(self.src_lens))
-        pool_size = self._pool_size()
-        _sort_pools(order, pool_size, self.src_lens, self.tgt_lens)
-        batches = []
-        for start in range(0, len(order), pool_size):
-            batches.extend(self._cut(order[start:start + pool_size]))  # views of `order`: no copies
-        return [batches[i] for i in rng.permutation(len(batches))]
-
-    def padding_fraction(self, batches: list[np.ndarray]) -> float:
-        """The share of source and target positions in these batches that are padding."""
-        real = padded = 0
-        for lens in (self.src_lens, self.tgt_lens):
-            longest, sizes, total = _batch_maxima(lens, batches)
-            real += total
-            padded += int((longest * sizes).sum())
-        return 1.0 - real / padded if padded else 0.0
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-class StaticShapeSampler:
-    """Batches with few distinct shapes, for captured CUDA graphs.
-
-    Every batch holds sentences of one exact source length (so the encoder needs no packing and
-    its final state sees no padding); target lengths are sorted within a source length and the
-    batch's target width is rounded up to a multiple of `tgt_multiple`. A batch has the full row
-    count, except the last of each source length: it takes the smallest halving of it that holds
-    its sentences, so filler rows stay under half of a batch while the shapes stay few. Row counts
-    are multiples of `row_multiple` (8; times the process count under torchrun, so that every
-    process gets an equal share). Every example is used exactly once per epoch.
-    """
-
-    def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
-                 tgt_multiple: int = 8, seed: int = 1, row_multiple: int = 8):
-        self.src_lens = np.asarray(src_lens, dtype=np.int32)
-        self.tgt_lens = np.add(tgt_lens, 1, dtype=np.int32)  # with BOS/EOS
-        self.batch_size, self.max_tokens, self.tgt_multiple, self.seed = batch_size, max_tokens, tgt_multiple, seed
-        self.row_multiple = row_multiple
-
-    def rows(self, src_len: int, count: int | None = None) -> int:
-        """Rows of a batch of this source length: fixed, or as many as max_tokens allows; with
-        `count` (the sentences of a group's last batch) the smallest halving that holds them."""
-        m = self.row_multiple
-        full = self.batch_size if self.max_tokens is None else max(m, self.max_tokens // max(src_len, 1) // m * m)
-        rows = full
-        while count is not None and count <= round_up(rows // 2, m) < rows:
-            rows = round_up(rows // 2, m)
-        return rows
-
-    @functools.cached_property
-    def _groups(self) -> list[tuple[int, np.ndarray]]:
-        """(source length, the indices of its sentences in ascending order) for each length, from
-        one stable sort: the same arrays as np.flatnonzero(src_lens == length), without reading
-        all the lengths once per length."""
-        order = _stable_argsort(self.src_lens).astype(index_dtype(len(self.src_lens)))
-        lengths = self.src_lens[order]
-        starts = np.flatnonzero(np.r_[True, lengths[1:] != lengths[:-1]]) if len(order) else order
-        ends = np.r_[starts[1:], len(order)]
-        return [(int(lengths[a]), order[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
-
-    @_last_epoch_kept
-    def epoch(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
-        batches = []
-        for length, group in self._groups:
-            group = rng.permutation(group)
-            group = group[_stable_argsort(self.tgt_lens[group])]
-            rows = self.rows(length)
-            batches.extend(group[i:i + rows] for i in range(0, len(group), rows))
-        return [batches[i] for i in rng.permutation(len(batches))]
-
-    def shape(self, batch: np.ndarray) -> tuple[int, int, int]:
-        """(rows, source length, target width) of the padded batch."""
-        length = int(self.src_lens[batch[0]])
-        return self.rows(length, len(batch)), length, round_up(int(self.tgt_lens[batch].max()), self.tgt_multiple)
-
-    def padding_fraction(self, batches: list[np.ndarray]) -> float:
-        if not batches:
-            return 0.0
-        lengths, sizes, real_src = _batch_maxima(self.src_lens, batches)  # one source length a batch
-        longest_tgt, _, real_tgt = _batch_maxima(self.tgt_lens, batches)
-        rows = functools.lru_cache(maxsize=None)(self.rows)  # few distinct (length, count) pairs
-        padded = sum(rows(length, count) * (length + round_up(width, self.tgt_multiple))
-                     for length, count, width in zip(lengths.tolist(), sizes.tolist(), longest_tgt.tolist()))
-        return 1.0 - (real_src + real_tgt) / padded if padded else 0.0

@@ -18,7 +18,7 @@ them through `Batch.tensors()`, and key graphs by `Batch.shape_key()`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Protocol, Sequence
+from typing import Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 from torch import nn
@@ -37,9 +37,11 @@ class DevReferences:
 
 
 class Sampler(Protocol):
-    def epoch(self, epoch: int) -> list[np.ndarray]: ...
+    # the epoch's batches: a list, or an Epoch made as it is read (nmt/data/samplers.py); either
+    # has len(), iteration and epoch[start:], the batches from `start` on
+    def epoch(self, epoch: int) -> Sequence[np.ndarray]: ...
 
-    def padding_fraction(self, batches: list[np.ndarray]) -> float: ...
+    def padding_fraction(self, batches: Iterable[np.ndarray]) -> float: ...
 
     def shape(self, batch: np.ndarray) -> tuple: ...  # batches of one shape class collate to one shape_key
 

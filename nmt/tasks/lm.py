@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from nmt.config import Config
-from nmt.data.batching import Batch, BucketSampler, ParallelData, pad
+from nmt.data.batching import Batch, ParallelData, pad
+from nmt.data.samplers import BucketSampler
 from nmt.data.monolingual import lm_tokenizer_file
 from nmt.data.prepare import read_manifest
 from nmt.data.tokenizer import BOS, EOS, PAD

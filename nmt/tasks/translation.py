@@ -8,7 +8,8 @@ from typing import Iterator, Optional
 import numpy as np
 
 from nmt.config import Config
-from nmt.data.batching import BucketSampler, ParallelBatch, ParallelData, StaticShapeSampler, collate
+from nmt.data.batching import ParallelBatch, ParallelData, collate
+from nmt.data.samplers import BucketSampler, StaticShapeSampler
 from nmt.data.corpus import read_lines
 from nmt.data.prepare import read_manifest, tokenizer_files
 from nmt.data.tokenizer import Tokenizer
@@ -30,12 +31,13 @@ class TranslationTask:
         t = config.train
         assert t.static_shapes in (True, False), "train.static_shapes: auto is resolved by the Trainer (resolve_auto)"
         if t.static_shapes:
-            self._sampler = StaticShapeSampler(self.train_data.src_lens, self.train_data.tgt_lens,
+            self._sampler = StaticShapeSampler(self.train_data.lengths("src"), self.train_data.lengths("tgt"),
                                                batch_size=t.batch_size, max_tokens=t.max_tokens,
                                                tgt_multiple=t.tgt_multiple, seed=t.seed,
                                                row_multiple=8 * processes)
         else:
-            self._sampler = BucketSampler(self.train_data.src_lens, self.train_data.tgt_lens, batch_size=t.batch_size,
+            self._sampler = BucketSampler(self.train_data.lengths("src"), self.train_data.lengths("tgt"),
+                                          batch_size=t.batch_size,
                                           max_tokens=t.max_tokens, pool=t.bucket_pool, seed=t.seed)
 
     def build_model(self) -> Seq2Seq:
@@ -56,7 +58,7 @@ class TranslationTask:
         else:
             batch = collate(self.train_data, share)
         batch.total_examples = len(indices)
-        batch.total_tokens = int(self.train_data.tgt_lens[indices].sum()) + len(indices)
+        batch.total_tokens = int(self.train_data.lengths("tgt")[indices].sum()) + len(indices)
         return batch
 
     def valid_batches(self) -> Iterator[ParallelBatch]:

@@ -219,11 +219,12 @@ class Trainer:
                 stop = self._budget_spent()
                 if stop:
                     return stop
+            self._log_epoch_done(batches)
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
         return stop
 
-    def _loader(self, batches: list, start: int) -> Iterator[tuple[int, Batch]]:
+    def _loader(self, batches, start: int) -> Iterator[tuple[int, Batch]]:
         """(index, batch) for the epoch's batches from `start` on: collated and, on CUDA, pinned (so
         the copy to the device overlaps the previous step) by a DataLoader over the sampler's order.
         Its own generator keeps the global random state (dropout masks) as it was."""
@@ -231,11 +232,17 @@ class Trainer:
                             pin_memory=self.device.type == "cuda", generator=torch.Generator())
         return enumerate(loader, start)
 
-    def _log_epoch(self, batches: list) -> None:
+    def _log_epoch(self, batches) -> None:
+        self.log.write(event="epoch", epoch=self.state.epoch, batches=len(batches))
+        self.say(f"epoch {self.state.epoch}: {len(batches):,} batches")
+
+    def _log_epoch_done(self, batches) -> None:
+        """The epoch's padding, once it is trained: the samplers make an epoch's batches as they
+        are read (nmt/data/samplers.py), so counting its padding first would build it all before
+        the first step (seconds at 12M pairs); at the end it is one more pass beside the epoch's."""
         padding = self.sampler.padding_fraction(batches)
-        self.log.write(event="epoch", epoch=self.state.epoch, batches=len(batches), padding_fraction=round(padding, 4))
-        self.say(f"epoch {self.state.epoch}: {len(batches)} batches, "
-                 f"{100 * padding:.1f}% of the batch positions are padding")
+        self.log.write(event="epoch_done", epoch=self.state.epoch, padding_fraction=round(padding, 4))
+        self.say(f"epoch {self.state.epoch} done: {100 * padding:.1f}% of its batch positions were padding")
 
     def captured_steps(self) -> CapturedSteps:
         """This trainer's update, to be captured as CUDA graphs (the CPU tests emulate capture)."""

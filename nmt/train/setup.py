@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.overrides import TorchFunctionMode
 
 from nmt.config import TrainConfig
 from nmt.device import pick_device
@@ -18,7 +19,7 @@ def check_model_fits(task, t: TrainConfig, device: torch.device) -> None:
     the kernel kill the process later. The model is built on the meta device to count it."""
     if t.devices:  # the layer pipeline spreads the model over several devices
         return
-    with torch.device("meta"):
+    with torch.device("meta"), _NoNormalInit():
         count = sum(p.numel() for p in task.build_model().parameters())
     need = count * 4 * (4 if t.optimizer == "adam" else 2)
     free = free_memory(device)
@@ -26,6 +27,19 @@ def check_model_fits(task, t: TrainConfig, device: torch.device) -> None:
         raise ConfigError(f"the model has {count:,} parameters: with their gradients{' and Adam moments' if t.optimizer == 'adam' else ''} "
                           f"that is {need / 2**30:.1f} GiB, but {device} has {free / 2**30:.1f} GiB free; lower "
                           f"model.hidden, model.embed, model.layers or the vocabulary sizes")
+
+
+class _NoNormalInit(TorchFunctionMode):
+    """Leaves out normal_ (nn.Embedding's default init) while a model is built on the meta device
+    to be counted: the first normal_ on that device imports torch's Python meta kernels, about
+    800 modules and 2 s of a run's start, and a count needs no values."""
+
+    SKIPPED = (torch.Tensor.normal_, torch.nn.init.normal_)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
 
 
 def free_memory(device: torch.device):
