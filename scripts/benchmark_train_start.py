@@ -8,7 +8,8 @@ samplers cost: the data side of starting a run at the paper's scale (12M pairs).
     are page cache, not allocations) and the batches' digest (to show that a change to the
     samplers kept every batch: same digest before and after).
 (b) `python -m nmt train` as a subprocess, with a small model on the CPU and log_every=1: the
-    seconds from the start until the first progress line (the first step done) and until the
+    seconds from the start until the "epoch 0" line (everything made, the first batch next), until
+    the first progress line (the first step done: its batch read and trained on) and until the
     trainer's `first_step` event in log.jsonl, and the peak resident memory of the process until
     that line and over the whole run (its end evaluates and saves: more than starting takes),
     sampled from /proc every 0.2 s, as scripts/benchmark_preprocess.py does.
@@ -92,9 +93,11 @@ def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> 
                                stderr=subprocess.STDOUT, text=True)
     sampler = TreeSampler(process, 0.2)
     sampler.start()
-    lines, first, peak_at_first = [], None, None
+    lines, first, peak_at_first, ready = [], None, None, None
     for line in process.stdout:
         lines.append((round(time.time() - started, 2), line.rstrip("\n")))
+        if ready is None and line.startswith("epoch 0:"):  # model, optimizer and epoch 0 made; its first batch next
+            ready = time.time() - started
         if first is None and line.startswith(("step 1/", "step 1 ")):  # the progress line of step 1
             first = time.time() - started
             peak_at_first = sampler.peak_single  # what starting took, before the run's later evaluation
@@ -105,6 +108,7 @@ def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> 
     logged = next((e for e in events if e.get("event") == "first_step"), None)
     return {"command": command, "config": config, "returncode": process.returncode,
             "seconds_to_first_step": None if first is None else round(first, 2),
+            "seconds_to_epoch_line": None if ready is None else round(ready, 2),
             # the trainer's own first_step event: from the command's start, and from the Trainer's
             "seconds_to_first_step_logged": None if logged is None else round(logged["unix_time"] - started, 2),
             "trainer_seconds_to_first_step": None if logged is None else logged["seconds"],
@@ -163,6 +167,8 @@ def main(argv=None) -> None:
             times = sorted(r["seconds_to_first_step"] for r in case["runs"] if r["seconds_to_first_step"] is not None)
             case["median_seconds_to_first_step"] = times[len(times) // 2] if times else None
             case["seconds_to_first_step"] = [r["seconds_to_first_step"] for r in case["runs"]]
+            ready = sorted(r["seconds_to_epoch_line"] for r in case["runs"] if r["seconds_to_epoch_line"] is not None)
+            case["median_seconds_to_epoch_line"] = ready[len(ready) // 2] if ready else None
     record["load_after"] = os.getloadavg()
     write_atomically(args.out, json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record["samplers"].items()}, indent=1))
