@@ -10,6 +10,9 @@ pass down. Writes one JSON record with `nmt.provenance.provenance()`.
         --input data/multi30k/test_2016_flickr.en --ref data/multi30k/test_2016_flickr.de \\
         --beam 10 --threads 2 --out benchmarks/results/quantize-multi30k-en-de-cpu.json
     python scripts/benchmark_quantize.py --out /tmp/quantize-random.json     # no checkpoint: random model
+
+`--kernels` also times the step's matrix products alone (each decoder cell, the output layer),
+fp32 against int8: the ceiling of the whole search's speed-up on this CPU.
 """
 
 from __future__ import annotations
@@ -55,6 +58,39 @@ def random_sources(count: int, vocab: int, seed: int) -> list[list[int]]:
     return [[rng.randrange(4, vocab) for _ in range(rng.randint(5, 25))] for _ in range(count)]
 
 
+def kernels(fp32: Translator, int8: Translator, rows: int, repeats: int = 20) -> dict:
+    """The search step's two matrix products, alone, fp32 against int8, on `rows` rows (beam x
+    batch, a full step): each decoder layer's cell and the output layer, the fastest of `repeats`
+    calls each, alternating. Their ratio bounds what int8 can give the whole search, whose other
+    work (log-softmax, top-k, attention, bookkeeping) is the same in both. A split output layer
+    (left in float32) and ensembles are not measured."""
+    float_model, int8_model = fp32.model, int8.model
+    if hasattr(float_model, "models") or not isinstance(float_model.output, torch.nn.Linear):
+        return {}
+    hidden = float_model.output.in_features
+    generator = torch.Generator().manual_seed(0)
+    pairs = {"output layer": (float_model.output, int8_model.output, (torch.randn(rows, hidden, generator=generator),))}
+    for i, (cell, quantized) in enumerate(zip(float_model.decoder.cells(), int8_model.decoder.int8_cells)):
+        x = torch.randn(rows, cell.input_size, generator=generator)
+        h = tuple(torch.randn(rows, cell.hidden_size, generator=generator) for _ in range(2))
+        pairs[f"decoder layer {i}"] = (cell, quantized, (x, h if isinstance(cell, torch.nn.LSTMCell) else h[0]))
+    out = {}
+    with torch.no_grad():
+        for name, (a, b, inputs) in pairs.items():
+            best = {"fp32": float("inf"), "int8": float("inf")}
+            for _ in range(repeats):
+                for kind, module in (("fp32", a), ("int8", b)):
+                    start = time.perf_counter()
+                    module(*inputs)
+                    best[kind] = min(best[kind], time.perf_counter() - start)
+            out[name] = {"fp32_ms": round(1e3 * best["fp32"], 3), "int8_ms": round(1e3 * best["int8"], 3),
+                         "speedup": round(best["fp32"] / best["int8"], 3)}
+    total = {kind: sum(v[f"{kind}_ms"] for v in out.values()) for kind in ("fp32", "int8")}
+    out["all of them"] = {"fp32_ms": round(total["fp32"], 3), "int8_ms": round(total["int8"], 3),
+                          "speedup": round(total["fp32"] / total["int8"], 3)}
+    return {"rows": rows, "kernels": out}
+
+
 def timed(run) -> tuple[float, list]:
     start = time.perf_counter()
     result = run()
@@ -72,6 +108,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="Passes of each variant, alternating.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kernels", action="store_true",
+                        help="Also time the step's matrix products alone, fp32 against int8, in the same run.")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,6 +147,8 @@ def main() -> None:
     record["speedup"] = round(record["int8_sentences_per_s"] / record["fp32_sentences_per_s"], 3)
     same = sum(a == b for a, b in zip(outputs["fp32"], outputs["int8"]))
     record["identical_outputs"] = f"{same}/{len(lines)}"
+    if args.kernels:
+        record["step_kernels"] = kernels(fp32, int8, options.beam * options.batch_size)
     if args.ref and args.checkpoint:
         references = read_lines(args.ref)[:len(lines)]
         for name in runs:

@@ -133,9 +133,13 @@ def test_the_benchmark_writes_its_record(tmp_path, trained_run):
     out = tmp_path / "record.json"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_quantize.py"), "--checkpoint", str(trained_run),
                     "--input", str(tmp_path / "in.txt"), "--ref", str(tmp_path / "ref.txt"), "--beam", "2",
-                    "--threads", "1", "--repeats", "1", "--out", str(out)],
+                    "--threads", "1", "--repeats", "1", "--kernels", "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
     record = json.loads(out.read_text())
+    kernels = record["step_kernels"]["kernels"]
+    assert record["step_kernels"]["rows"] == 2 * record["batch_size"]
+    assert {"output layer", "decoder layer 0", "all of them"} <= set(kernels)
+    assert all(v["fp32_ms"] > 0 and v["int8_ms"] > 0 and v["speedup"] > 0 for v in kernels.values())
     assert record["sentences"] == 6 and record["threads"] == 1 and record["beam"] == 2
     assert record["speedup"] == pytest.approx(record["int8_sentences_per_s"] / record["fp32_sentences_per_s"],
                                               rel=0.01)
