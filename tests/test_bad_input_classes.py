@@ -96,22 +96,6 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating(toy):
     assert run_nmt("train", "--config", "toy.yaml", cwd=toy).returncode == 0  # and the next attempt runs
 
 
-def test_the_fit_check_counts_the_model_without_giving_it_values():
-    """check_model_fits builds the model on the meta device with normal_ left out (its first call
-    there imports ~800 modules): the count is the real model's, and normal_ works again after."""
-    import torch
-
-    from nmt.config import load_config
-    from nmt.model import build_model
-    from nmt.train.setup import _NoNormalInit
-
-    config = load_config("quickstart", [])
-    with torch.device("meta"), _NoNormalInit():
-        counted = sum(p.numel() for p in build_model(config, 300, 200).parameters())
-    assert counted == sum(p.numel() for p in build_model(config, 300, 200).parameters())
-    torch.manual_seed(0)
-    assert torch.empty(1000).normal_().std() > 0.5
-
 
 # --- JSON files of runs, checkpoints, prepared data ---------------------------------------------------
 

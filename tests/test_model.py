@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from nmt.config import load_config
 from nmt.data.tokenizer import BOS, EOS, PAD
-from nmt.model import Seq2Seq
+from nmt.model import Seq2Seq, build_model
 from nmt.model.seq2seq import reverse_padded
+from nmt.train.setup import _NoNormalInit
 from tests.conftest import pair_batch
 
 
@@ -69,3 +71,14 @@ def test_teacher_forced_loss_equals_the_sum_of_decode_steps():
         mask = tgt_out[:, t] != PAD
         total -= log_probs.gather(1, tgt_out[:, t:t + 1]).squeeze(1)[mask].sum()
     torch.testing.assert_close(loss, total)
+
+
+def test_the_fit_check_counts_the_model_without_giving_it_values():
+    """check_model_fits builds the model on the meta device with normal_ left out (its first call
+    there imports ~800 modules): the count is the real model's, and normal_ works again after."""
+    config = load_config("quickstart", [])
+    with torch.device("meta"), _NoNormalInit():
+        counted = sum(p.numel() for p in build_model(config, 300, 200).parameters())
+    assert counted == sum(p.numel() for p in build_model(config, 300, 200).parameters())
+    torch.manual_seed(0)
+    assert torch.empty(1000).normal_().std() > 0.5
