@@ -118,7 +118,8 @@ class Epoch:
             if where.step not in (None, 1) or where.start is not None and where.start < 0:
                 raise ValueError("an Epoch is sliced as epoch[start:stop] with start >= 0")
             if where.stop is None:
-                return Epoch(self._blocks, self._count, self._start + (where.start or 0))
+                # the count is the whole epoch's, taken from this one (counted at most once)
+                return Epoch(self._blocks, lambda: self._start + len(self), self._start + (where.start or 0))
             return list(itertools.islice(self, where.start, where.stop))
         if not 0 <= where < len(self):
             raise IndexError(f"batch {where} of an epoch of {len(self)}")
