@@ -203,7 +203,7 @@ def _in_groups(batches: Iterable[np.ndarray], size: int = 4096) -> Iterator[list
         yield group
 
 
-class _Lengths:
+class _Sampler:
     """What both samplers share: the source and target lengths, read where a block needs them
     (numpy arrays, or the prepared split's memory-mapped `Lengths`), the target's with BOS/EOS."""
 
@@ -227,7 +227,7 @@ class _Lengths:
         return rng, ShuffledOrder(len(self), rng)
 
 
-class BucketSampler(_Lengths):
+class BucketSampler(_Sampler):
     """Batches of similar-length sentences; every example exactly once per epoch."""
 
     def __init__(self, src_lens, tgt_lens, *, batch_size: int, max_tokens: int | None = None,
@@ -296,7 +296,7 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-class StaticShapeSampler(_Lengths):
+class StaticShapeSampler(_Sampler):
     """Batches with few distinct shapes, for captured CUDA graphs.
 
     Every batch holds sentences of one exact source length (so the encoder needs no packing and
