@@ -183,7 +183,8 @@ def test_a_resumed_lm_run_equals_an_uninterrupted_one(lm_workspace, tmp_path):
     options = dict(model={"dropout": 0.3, "variational_dropout": True, "weight_drop": 0.3, "word_dropout": 0.1,
                           "tie_embeddings": True},
                    train={"ar_alpha": 1.0, "tar_beta": 1.0, "averaging": "nt-asgd", "asgd_patience": 1,
-                          "eval_every": 3, "max_steps": 14, "bptt_variable": True})
+                          "eval_every": 3, "max_steps": 14, "bptt_variable": True,
+                          "threads": 1})  # not the idle cores, which differ between runs on a loaded machine
     quiet = open("/dev/null", "w")
     whole = lm_config_dict(tmp_path, **options)
     whole["train"]["run_dir"] = str(tmp_path / "whole")
