@@ -51,6 +51,12 @@ def _digest(batches) -> str:
     return h.hexdigest()
 
 
+def _median(values):
+    """The middle of the values measured (the upper one of an even count), or None if none was."""
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
 def _timed(action):
     tracemalloc.start()
     started = time.perf_counter()
@@ -164,11 +170,9 @@ def main(argv=None) -> None:
                     name = mode if cache == "as-is" else f"{mode}, {cache} cache"
                     record["first_step"].setdefault(name, {"page_cache": state, "runs": []})["runs"].append(result)
         for case in record["first_step"].values():
-            times = sorted(r["seconds_to_first_step"] for r in case["runs"] if r["seconds_to_first_step"] is not None)
-            case["median_seconds_to_first_step"] = times[len(times) // 2] if times else None
             case["seconds_to_first_step"] = [r["seconds_to_first_step"] for r in case["runs"]]
-            ready = sorted(r["seconds_to_epoch_line"] for r in case["runs"] if r["seconds_to_epoch_line"] is not None)
-            case["median_seconds_to_epoch_line"] = ready[len(ready) // 2] if ready else None
+            for key in ("seconds_to_first_step", "seconds_to_epoch_line"):
+                case[f"median_{key}"] = _median(r[key] for r in case["runs"])
     record["load_after"] = os.getloadavg()
     write_atomically(args.out, json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record["samplers"].items()}, indent=1))
