@@ -107,14 +107,15 @@ def test_top_candidates_and_first_non_eos_helpers():
     best, beams, tokens = best_extensions(log_probs, scores)  # the 2K best of scores + log_probs
     assert best.tolist() == [[0.0, -0.25, -0.5, -1.0]]
     assert beams.tolist() == [[0, 1, 0, 0]] and tokens.tolist() == [[0, 0, 3, 1]]
-    # Out of room, a group's candidates are its hypotheses ending, best first, then dead ones.
+    # Out of room, the candidates that may finish are the group's hypotheses ending, best first.
+    first = (best[:, :2], beams[:, :2], tokens[:, :2], torch.tensor([[0.0, -1.0]]))
     at_limit = torch.tensor([True])
-    forced = only_eos_at_limit(log_probs, scores, at_limit, (best, beams, tokens))
-    assert forced[0].tolist() == [[-0.5, -6.0, -math.inf, -math.inf]]  # + EOS (token 3): 0 - 0.5, 0.25 - 6.25
-    assert forced[1].tolist()[0][:2] == [0, 1] and forced[2].tolist()[0][:2] == [EOS, EOS]
-    assert EOS not in forced[2].tolist()[0][2:]
-    kept = only_eos_at_limit(log_probs, scores, ~at_limit, (best, beams, tokens))
-    assert all(torch.equal(a, b) for a, b in zip(kept, (best, beams, tokens)))
+    forced = only_eos_at_limit(log_probs, scores, at_limit, first)
+    assert forced[0].tolist() == [[-0.5, -6.0]]  # + EOS (token 3): 0 - 0.5, 0.25 - 6.25
+    assert forced[1].tolist() == [[0, 1]] and forced[2].tolist() == [[EOS, EOS]]
+    assert forced[3].tolist() == [[-0.5, -6.25]]  # EOS's own log-probability in each row
+    kept = only_eos_at_limit(log_probs, scores, ~at_limit, first)
+    assert all(torch.equal(a, b) for a, b in zip(kept, first))
     assert first_non_eos(torch.tensor([[EOS, 7, EOS, 9]]), beam=2).tolist() == [[1, 3]]
     assert length_normalize(-6.0, 3, 0.0) == -6.0 and length_normalize(-6.0, 3, 1.0) == -2.0
 
@@ -326,7 +327,7 @@ def test_picks_ranked_by_bf16_logits_find_the_log_probabilities_own_best():
         rows = ranked[1] + k * torch.arange(4).unsqueeze(1)
         assert torch.equal(ranked[0], scores.view(-1)[rows] + log_probs.view(4 * k, -1)[rows, ranked[2]])
         if k == 1:
-            assert torch.equal(most_likely(log_probs, scores, logits)[0], most_likely(log_probs, scores)[0])
+            assert torch.equal(most_likely(log_probs, scores, logits), most_likely(log_probs, scores))
 
 
 def test_allowed_masks_a_ranking_where_it_masks_the_log_probabilities():

@@ -7,8 +7,8 @@ reads can be counted: every host read of a tensor's value goes through `aten._lo
 (or is `nonzero`, `masked_select`, boolean indexing, or `lift_fresh`, a tensor made from Python
 data), and `Tensor.tolist` is counted by a wrapper. A search of L steps must make at most
 ceil(L / CHECK_EVERY) of them, plus a constant for its setup and its end: each encoder's packing
-reads its lengths (2 reads, of tensors that live on the host anyway), the longest length limit is
-read on the host (1), and at the end the finished hypotheses are read once (4 reads, and the
+reads its lengths (2 reads, of tensors that live on the host anyway), the longest length limit and
+whether any sentence has a minimum length are read on the host (2), and at the end the finished hypotheses are read once (4 reads, and the
 positions of those returned sent to the device: 1).
 """
 
@@ -31,7 +31,7 @@ from tests.test_search import random_batch, random_model
 
 
 def setup_and_end(members: int = 1) -> int:
-    return 2 * members + 1 + 4 + 1  # each member's encoder packs its lengths
+    return 2 * members + 2 + 4 + 1  # each member's encoder packs its lengths
 
 
 class HostReads(TorchDispatchMode):

@@ -10,13 +10,15 @@ One step (`advance`), for the n groups in the batch (n * K rows):
   1. log_probs (n*K, V) = decode_step(last tokens, state); what is not allowed gets -inf
      (`allowed`): EOS before the minimum length, a token that would repeat an n-gram of its
      hypothesis.
-  2. `pick` proposes W > K candidates (score, hypothesis, token) per group, best first: the 2K
-     best extensions in beam search (K of them can end in EOS, so K always continue); with K = 1
-     the most likely token or a sampled one, and a dead spare. A group at its maximum length
-     (which wins over the minimum) gets only EOS candidates instead (`only_eos_at_limit`).
+  2. `pick` proposes candidates per group, best first: in beam search (K > 1) the 2K best
+     extensions (score, hypothesis, token), K of which can end in EOS, so K always continue; with
+     K = 1 one token, the most likely or a sampled one. A group at its maximum length (which wins
+     over the minimum) ends all its hypotheses with EOS instead (`only_eos_at_limit`).
   3. An EOS candidate among the first K leaves the beam and joins the group's finished set while
      it has fewer than K (`finish`: the paper's rule). The K best other candidates form the next
      beam (`first_non_eos`); their history rows are gathered and the new token written at column t.
+     With K = 1 (`extended_one`) a row only ever extends itself: its history is written in place,
+     and a group whose token is EOS is done.
   4. A group is done when it has K finished hypotheses or reaches its maximum length (where every
      hypothesis ends with EOS). The rule is K finished, with length normalisation too: a live
      hypothesis could still beat the worst finished one, but the old search stopped here as well
@@ -54,15 +56,15 @@ SHRINK_AT = 0.25  # drop done groups once they are at least this fraction of the
 class Beam:
     """The live hypotheses; row i*K + k is hypothesis k of slot i."""
 
-    group: torch.Tensor  # (n,) long: the group each slot holds (its row of Finished)
+    base: torch.Tensor  # (n,) long: where the slot's group starts in Finished's flat buffers (group * (K+1))
     scores: torch.Tensor  # (n, K) float: log-probability of each live hypothesis; -inf: none
     history: torch.Tensor  # (n*K, L) long: the tokens so far, column t written at step t
     token_scores: torch.Tensor  # (n*K, L) float: the log-probability of each of those tokens
     prev: torch.Tensor  # (n*K,) long: the last token (BOS at the start)
     count: torch.Tensor  # (n,) long: the group's finished hypotheses so far
     done: torch.Tensor  # (n,) bool: the group needs no more steps
-    min_len: torch.Tensor  # (n,) long: no EOS before this many tokens
-    max_len: torch.Tensor  # (n,) long: at most this many tokens, EOS included
+    last: torch.Tensor  # (n,) long: the step whose token must be EOS (maximum length - 1)
+    eos_from: Optional[torch.Tensor]  # (n,) long: no EOS at steps before it; None: no minimum anywhere
     state: Any  # the model's state for the n*K rows, one memory row per slot
 
     ROW_FIELDS = ("history", "token_scores", "prev")  # indexed by row; the others (but state) by slot
@@ -77,6 +79,11 @@ class Finished:
     token_scores: torch.Tensor  # (G, K+1, L) float: per token, EOS's at column `length`
     log_prob: torch.Tensor  # (G, K+1) float: their sum, EOS included
     length: torch.Tensor  # (G, K+1) long: tokens before EOS; -1: an empty slot
+
+    def flat(self) -> tuple[torch.Tensor, ...]:
+        """The four buffers as (G*(K+1), ...) views: one index per slot (Beam.base + slot)."""
+        return (self.tokens.flatten(0, 1), self.token_scores.flatten(0, 1), self.log_prob.view(-1),
+                self.length.view(-1))
 
     @classmethod
     def empty(cls, groups: int, k: int, length: int, device) -> "Finished":
@@ -116,19 +123,24 @@ class Pending:
         return self._finished
 
 
-def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: int) -> Beam:
-    """n groups of one live hypothesis (score 0) and K - 1 empty ones; min_len, max_len (n,)."""
+def start(state, k: int, min_len: torch.Tensor, max_len: torch.Tensor, length: int,
+          any_minimum: bool = True) -> Beam:
+    """n groups of one live hypothesis (score 0) and K - 1 empty ones; min_len, max_len (n,).
+    `any_minimum` False (no group has a minimum length) spares every step the EOS mask."""
     n, device = min_len.numel(), min_len.device
     scores = torch.zeros(n, k, device=device).masked_fill_(torch.arange(k, device=device) > 0, -math.inf)
     if k > 1:  # each sentence's K hypotheses share its memory row
         state = state.reorder(torch.arange(n, device=device).repeat_interleave(k))
-    return Beam(group=torch.arange(n, device=device), scores=scores,
+    last = max_len - 1
+    # EOS is too early at step t (t tokens so far) while t < min_len, unless the maximum wins (t = last)
+    eos_from = torch.minimum(min_len, last) if any_minimum else None
+    return Beam(base=torch.arange(0, n * (k + 1), k + 1, device=device), scores=scores,
                 history=torch.full((n * k, length), PAD, dtype=torch.long, device=device),
                 token_scores=torch.zeros(n * k, length, device=device),
                 prev=torch.full((n * k,), BOS, dtype=torch.long, device=device),
                 count=torch.zeros(n, dtype=torch.long, device=device),
                 done=torch.zeros(n, dtype=torch.bool, device=device),
-                min_len=min_len, max_len=max_len, state=state)
+                last=last, eos_from=eos_from, state=state)
 
 
 def repeated_ngrams(history: torch.Tensor, t: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,27 +174,26 @@ def allowed(log_probs: torch.Tensor, t: torch.Tensor, beam: Beam, no_repeat_ngra
     n-gram. Only small writes, no pass over the whole tensor: the maximum length, where only EOS
     may come, is `only_eos_at_limit`'s, after the pick."""
     n, k, vocab = log_probs.shape
-    too_short = (t < beam.min_len) & (t + 1 < beam.max_len)  # t tokens so far: no EOS yet (the limit wins)
-    for scores in (log_probs, *also):
-        scores[:, :, EOS].masked_fill_(too_short.view(n, 1), -math.inf)
+    if beam.eos_from is not None:
+        too_short = (t < beam.eos_from).view(n, 1)
+        for scores in (log_probs, *also):
+            scores[:, :, EOS].masked_fill_(too_short, -math.inf)
     if no_repeat_ngram:
         block_repeats(log_probs.view(n * k, vocab), beam.history, t, no_repeat_ngram,
                       also=tuple(scores.view(n * k, vocab) for scores in also))
     return log_probs
 
 
-def only_eos_at_limit(log_probs: torch.Tensor, scores: torch.Tensor, at_limit: torch.Tensor, picked):
-    """The picked candidates (each (n, W)), except in the groups out of room (at_limit (n,)): there
-    every live hypothesis can only end, so the candidates are each hypothesis + EOS, best first,
-    then W - K dead ones (what the pick would return with every other token at -inf)."""
-    n, k = scores.shape
-    dead = picked[0].size(1) - k
-    ended, order = (scores + log_probs[:, :, EOS]).sort(dim=1, descending=True, stable=True)  # (n, K)
-    forced = (torch.cat([ended, ended.new_full((n, dead), -math.inf)], 1),
-              torch.cat([order, order.new_zeros((n, dead))], 1),
-              torch.cat([torch.full_like(order, EOS), order.new_full((n, dead), PAD)], 1))
-    at_limit = at_limit.view(n, 1)
-    return tuple(torch.where(at_limit, f, p) for f, p in zip(forced, picked))
+def only_eos_at_limit(log_probs: torch.Tensor, scores: torch.Tensor, at_limit: torch.Tensor, first: tuple) -> tuple:
+    """The candidates that may finish this step: `first` (score, hypothesis, token, token score),
+    each (n, K), the first K picked; except in the groups out of room (at_limit (n,)), where every
+    live hypothesis can only end: there each hypothesis + EOS, best first. (Such a group is done
+    after this step, so what its other candidates continue with is never read.)"""
+    eos = log_probs[:, :, EOS]  # (n, K)
+    ended, order = (scores + eos).sort(dim=1, descending=True, stable=True)
+    forced = (ended, order, EOS, eos.gather(1, order))
+    at_limit = at_limit.view(-1, 1)
+    return tuple(torch.where(at_limit, f, p) for f, p in zip(forced, first))
 
 
 def best_extensions(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Optional[torch.Tensor] = None):
@@ -206,23 +217,21 @@ def best_extensions(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Opti
     return best, flat // per_row.size(2), token.view(n, -1).gather(1, flat)
 
 
-def with_spare(score: torch.Tensor, token: torch.Tensor):
-    """K = 1: the chosen candidate (n, 1) and a dead non-EOS spare, so one always continues (n, 2)."""
-    return (torch.cat([score, torch.full_like(score, -math.inf)], 1), torch.zeros_like(token).repeat(1, 2),
-            torch.cat([token, torch.full_like(token, PAD)], 1))
+def top_extension(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Optional[torch.Tensor] = None):
+    """Beam search's pick at K = 1: the token (n, 1) of the best extension, as best_extensions ranks."""
+    return best_extensions(log_probs, scores, ranking)[2][:, :1]
 
 
 def most_likely(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Optional[torch.Tensor] = None):
-    """Greedy search's pick (K = 1): the most likely allowed token (the first of equals)."""
-    token = (log_probs if ranking is None else ranking)[:, 0].argmax(-1, keepdim=True)  # (n, 1)
-    return with_spare(scores + log_probs[:, 0].gather(1, token), token)
+    """Greedy search's pick (K = 1): the most likely allowed token (n, 1), the first of equals."""
+    return (log_probs if ranking is None else ranking)[:, 0].argmax(-1, keepdim=True)
 
 
 def first_non_eos(tokens: torch.Tensor, beam: int) -> torch.Tensor:
     """(N, 2K) candidate tokens -> (N, K) positions of the first K that are not EOS."""
     width = tokens.size(1)
     # EOS candidates are pushed behind all others; a stable sort keeps the score order.
-    key = (tokens == EOS).long() * width + torch.arange(width, device=tokens.device)
+    key = torch.arange(width, device=tokens.device).add(tokens == EOS, alpha=width)
     return key.argsort(dim=1)[:, :beam]
 
 
@@ -236,17 +245,16 @@ def finish(finished: Finished, beam: Beam, t: torch.Tensor, scores, rows, tokens
     `finished` while their group has fewer than K. Returns the new counts (n,)."""
     n, k = scores.shape
     ends = (tokens == EOS) & (scores > -math.inf)
-    slot = beam.count.unsqueeze(1) + ends.long().cumsum(1) - 1  # (n, K) its place in the group's set
-    ends = ends & (slot < k)  # a group keeps the first K to finish
-    slot = torch.where(ends, slot, k)  # the others write into the sink slot
-    where = (beam.group.unsqueeze(1).expand_as(slot), slot)
-    per_token = beam.token_scores.index_select(0, rows.reshape(-1)).view(n, k, -1)  # (n, K, L)
-    per_token.index_copy_(2, t.view(1), token_scores.unsqueeze(2))
-    finished.tokens.index_put_(where, beam.history.index_select(0, rows.reshape(-1)).view(n, k, -1))
-    finished.token_scores.index_put_(where, per_token)
-    finished.log_prob.index_put_(where, scores)
-    finished.length.index_put_(where, t.expand_as(slot))
-    return beam.count + ends.sum(1)
+    slot = ends.cumsum(1).add_(beam.count.unsqueeze(1) - 1)  # (n, K) its place in the group's set
+    slot = torch.where(ends, slot, k).clamp_(max=k)  # a group keeps the first K to finish; the others write into the sink
+    where = (beam.base.unsqueeze(1) + slot).view(-1)
+    rows = rows.reshape(-1)
+    per_token = beam.token_scores.index_select(0, rows)  # (n*K, L)
+    written(per_token, t, token_scores.reshape(-1))
+    for buffer, values in zip(finished.flat(), (beam.history.index_select(0, rows), per_token, scores.reshape(-1),
+                                                 t.expand(n * k))):
+        buffer.index_copy_(0, where, values)  # (several writes into the sink: any one wins, none is read)
+    return (beam.count + ends.sum(1)).clamp_(max=k)
 
 
 def ranking_of(logits: torch.Tensor) -> Optional[torch.Tensor]:
@@ -269,44 +277,65 @@ def advance(model, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Cal
         ranking = ranking_of(logits)
     else:
         (log_probs, state), ranking = model.decode_step(beam.prev, beam.state), None
-    return extended(log_probs, state, beam, finished, t, pick=pick, no_repeat_ngram=no_repeat_ngram, ranking=ranking)
+    extend = extended_one if beam.scores.size(1) == 1 else extended
+    return extend(log_probs, state, beam, finished, t, pick=pick, no_repeat_ngram=no_repeat_ngram, ranking=ranking)
 
 
 def extended(log_probs: torch.Tensor, state, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Callable,
              no_repeat_ngram: int, ranking: Optional[torch.Tensor] = None) -> Beam:
-    """Steps 1-4 after the model's: the beam extended by the step's log_probs (n*K, V) and state;
-    `ranking` (n*K, V), if given, orders each row's tokens as log_probs does (`ranking_of`)."""
+    """Steps 1-4 after the model's, for K > 1: the beam extended by the step's log_probs (n*K, V)
+    and state; `ranking` (n*K, V), if given, orders each row's tokens as log_probs does (`ranking_of`)."""
     n, k = beam.scores.shape
     vocab = log_probs.size(1)
     ranked = () if ranking is None else (ranking.view(n, k, vocab),)  # what is not allowed is ranked last too
     log_probs = allowed(log_probs.view(n, k, vocab), t, beam, no_repeat_ngram, also=ranked)  # (n, K, V)
-    picked = pick(log_probs, beam.scores, *ranked)
-    at_limit = t + 1 >= beam.max_len  # (n,) out of room: only EOS
-    cand_scores, cand_beams, cand_tokens = only_eos_at_limit(log_probs, beam.scores, at_limit, picked)  # (n, W)
-    cand_rows = cand_beams + k * torch.arange(n, device=cand_beams.device).unsqueeze(1)  # (n, W) rows of the batch
-    cand_token_scores = log_probs.view(n, k * vocab).gather(1, cand_beams * vocab + cand_tokens)  # (n, W)
-    count = finish(finished, beam, t, cand_scores[:, :k], cand_rows[:, :k], cand_tokens[:, :k],
-                   cand_token_scores[:, :k])
+    cand_scores, cand_beams, cand_tokens = pick(log_probs, beam.scores, *ranked)  # (n, W) each
+    cand_token_scores = log_probs.view(n, k * vocab).gather(1, cand_tokens.add(cand_beams, alpha=vocab))  # (n, W)
+    at_limit = t >= beam.last  # (n,) out of room: only EOS
+    first = only_eos_at_limit(log_probs, beam.scores, at_limit, (cand_scores[:, :k], cand_beams[:, :k],
+                                                                 cand_tokens[:, :k], cand_token_scores[:, :k]))
+    offsets = torch.arange(0, n * k, k, device=cand_beams.device).unsqueeze(1)  # (n, 1) each slot's first row
+    count = finish(finished, beam, t, first[0], first[1] + offsets, first[2], first[3])
     keep = first_non_eos(cand_tokens, k)  # (n, K)
-    rows = cand_rows.gather(1, keep).view(-1)  # (n*K,) the row each new hypothesis extends
+    rows = (cand_beams.gather(1, keep) + offsets).view(-1)  # (n*K,) the row each new hypothesis extends
     tokens = cand_tokens.gather(1, keep).view(-1)
     done = beam.done | (count >= k) | at_limit
-    history, token_scores = beam.history, beam.token_scores
-    if k > 1:  # with K = 1 every row extends itself
-        history, token_scores = history.index_select(0, rows), token_scores.index_select(0, rows)
-        state = state.reorder(rows)
-    return replace(beam, scores=cand_scores.gather(1, keep).masked_fill(done.unsqueeze(1), -math.inf),
-                   history=written(history, t, tokens),
-                   token_scores=written(token_scores, t, cand_token_scores.gather(1, keep).view(-1)),
-                   prev=tokens, count=count, done=done, state=state)
+    return replace(beam, scores=cand_scores.gather(1, keep).masked_fill_(done.unsqueeze(1), -math.inf),
+                   history=written(beam.history.index_select(0, rows), t, tokens),
+                   token_scores=written(beam.token_scores.index_select(0, rows), t,
+                                        cand_token_scores.gather(1, keep).view(-1)),
+                   prev=tokens, count=count, done=done, state=state.reorder(rows))
+
+
+def extended_one(log_probs: torch.Tensor, state, beam: Beam, finished: Finished, t: torch.Tensor, *, pick: Callable,
+                 no_repeat_ngram: int, ranking: Optional[torch.Tensor] = None) -> Beam:
+    """`extended` for K = 1 (greedy search, sampling, beam 1), in fewer and smaller operations:
+    each row extends itself, so its history and token scores are written in place, and a group
+    finishes at most once, into its slot 0, when its token is EOS (then it is done)."""
+    n, vocab = log_probs.shape
+    ranked = () if ranking is None else (ranking.view(n, 1, vocab),)
+    log_probs = allowed(log_probs.view(n, 1, vocab), t, beam, no_repeat_ngram, also=ranked)  # (n, 1, V)
+    at_limit = t >= beam.last  # (n,) out of room: only EOS
+    token = torch.where(at_limit, EOS, pick(log_probs, beam.scores, *ranked).view(n))
+    token_score = log_probs.view(n, vocab).gather(1, token.unsqueeze(1)).view(n)
+    score = beam.scores.view(n) + token_score
+    written(beam.history, t, token)
+    written(beam.token_scores, t, token_score)
+    ends = (token == EOS) & (score > -math.inf)
+    where = beam.base + ends.logical_not()  # slot 0, or the sink
+    for buffer, values in zip(finished.flat(), (beam.history, beam.token_scores, score, t.expand(n))):
+        buffer.index_copy_(0, where, values)
+    done = beam.done | ends | at_limit
+    return replace(beam, scores=score.masked_fill_(done, -math.inf).view(n, 1), prev=token, count=beam.count + ends,
+                   done=done, state=state)
 
 
 def keep_groups(beam: Beam, keep: torch.Tensor) -> Beam:
     """The beam without the slots not in `keep` (n',): their rows leave the batch and the state."""
     k = beam.scores.size(1)
     rows = (keep.unsqueeze(1) * k + torch.arange(k, device=keep.device)).view(-1)  # (n'*K,)
-    kept = {f.name: getattr(beam, f.name).index_select(0, rows if f.name in Beam.ROW_FIELDS else keep)
-            for f in fields(beam) if f.name != "state"}
+    kept = {f.name: value.index_select(0, rows if f.name in Beam.ROW_FIELDS else keep) if value is not None else None
+            for f in fields(beam) if f.name != "state" for value in [getattr(beam, f.name)]}
     return Beam(**kept, state=beam.state.reorder(rows, keep))
 
 
@@ -391,7 +420,8 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
     else:
         width, slots, steps = length, (lambda live: live), EagerSteps(step)
         finished, t = empty(width)
-    beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), width)
+    beam = start(state, k, host_to_device(min_len, device), host_to_device(max_len, device), width,
+                 any_minimum=bool((min_len > 0).any()))
     done = DoneCount(device)
     try:
         for position in range(length):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from nmt.data.tokenizer import EOS
-from nmt.decode.beam import with_spare
 
 
 def sampling_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -45,14 +44,14 @@ def keep_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def sampled_candidates(log_probs: torch.Tensor, scores: torch.Tensor, ranking=None, *, temperature: float,
                        top_k: int, top_p: float, generator: torch.Generator):
-    """Sampling's pick for the search loop (K = 1): log_probs (n, 1, V) as allowed, scores (n, 1);
-    it draws from log_probs and has no use for a ranking (nmt/decode/beam.py's ranking_of)."""
+    """Sampling's pick for the search loop (K = 1): log_probs (n, 1, V) as allowed -> the token
+    drawn (n, 1); it draws from log_probs and has no use for the scores or a ranking
+    (nmt/decode/beam.py's ranking_of). The loop scores the token by log_probs."""
     allowed = log_probs[:, 0]  # (n, V)
     filtered = keep_top_p(keep_top_k(allowed / temperature, top_k), top_p)
-    # A row with nothing allowed (its hypothesis is dead) draws EOS, scored -inf below, so that
-    # multinomial always sees a distribution.
+    # A row with nothing allowed (its hypothesis is dead) draws EOS, which log_probs scores -inf,
+    # so that multinomial always sees a distribution.
     stuck = torch.isneginf(filtered).all(-1, keepdim=True)  # (n, 1)
     is_eos = torch.arange(filtered.size(-1), device=filtered.device) == EOS
     probs = filtered.masked_fill(stuck & is_eos, 0.0).softmax(-1)
-    token = torch.multinomial(probs, 1, generator=generator)  # (n, 1)
-    return with_spare(scores + allowed.gather(1, token), token)
+    return torch.multinomial(probs, 1, generator=generator)  # (n, 1)

@@ -40,7 +40,7 @@ import torch
 from nmt.config import DecodeOptions
 from nmt.decode import beam as loop
 from nmt.decode.ahead import EncoderAhead
-from nmt.decode.beam import Counts, Finished, best_extensions, most_likely
+from nmt.decode.beam import Counts, Finished, best_extensions, most_likely, top_extension
 from nmt.decode.graphs import autocast_twin
 from nmt.decode.sampling import sampled_candidates, sampling_generator
 
@@ -125,6 +125,12 @@ def _searched(model, src, src_lens, **kwargs) -> list[list[Hypothesis]]:
     return _launched(model, src, src_lens, **kwargs)()
 
 
+def _beam_pick(beam: int) -> Callable:
+    """Beam search's pick: the 2K best extensions, or at beam 1 the best one's token (the K = 1
+    loop takes a token; the best extension can differ from greedy's token only among equals)."""
+    return best_extensions if beam > 1 else top_extension
+
+
 def _sampling(temperature: float, top_k: int, top_p: float, generator: torch.Generator):
     return functools.partial(sampled_candidates, temperature=temperature, top_k=top_k, top_p=top_p,
                              generator=generator)
@@ -152,7 +158,7 @@ def beam_search(model, src, src_lens, *, beam: int, max_len_a: float, max_len_b:
                 no_repeat_ngram: int = 0, cuda_graphs: bool = False,
                 counts: Optional[Counts] = None) -> list[list[Hypothesis]]:
     """The n_best finished hypotheses of each sentence, best first (the first `beam` to finish)."""
-    return _searched(model, src, src_lens, k=beam, samples=1, pick=best_extensions, n_best=n_best,
+    return _searched(model, src, src_lens, k=beam, samples=1, pick=_beam_pick(beam), n_best=n_best,
                      max_len_a=max_len_a, max_len_b=max_len_b, min_len_a=min_len_a, min_len_b=min_len_b,
                      length_penalty=length_penalty, word_penalty=word_penalty, no_repeat_ngram=no_repeat_ngram,
                      cuda_graphs=cuda_graphs, counts=counts)
@@ -192,7 +198,8 @@ def launch(model, src, src_lens, options: DecodeOptions, *, generator: Optional[
                           **rules)
         copies = options.n_best if options.sample else 1
         return lambda: [[dataclasses.replace(hyps[0]) for _ in range(copies)] for hyps in found()]
-    return _launched(model, src, src_lens, k=options.beam, samples=1, pick=best_extensions, n_best=options.n_best,
+    return _launched(model, src, src_lens, k=options.beam, samples=1, pick=_beam_pick(options.beam),
+                     n_best=options.n_best,
                      cuda_graphs=cuda_graphs, **rules)
 
 
