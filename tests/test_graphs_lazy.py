@@ -22,7 +22,7 @@ from tests.conftest import tiny_config, tiny_config_dict
 from tests.test_graphs import ATTENTION, fake_cuda
 
 SHIPPED = ["ablation-multi30k-en-de", "masnavi-char", "multi30k-de-en", "multi30k-en-de", "multi30k-en-fr",
-           "ptb-awd", "ptb-zaremba-large", "quickstart", "sutskever2014", "tatoeba-en-fa",
+           "ptb-awd", "ptb-zaremba-large", "ptb-zaremba-large-tied", "quickstart", "sutskever2014", "tatoeba-en-fa",
            "tatoeba-en-fr-attention", "tatoeba-en-fr", "wikitext2-awd"]
 
 

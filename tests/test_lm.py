@@ -218,7 +218,7 @@ def test_train_then_score_through_the_command_line(tmp_path):
 
 
 def test_shipped_lm_configs_load():
-    for name in ("ptb-zaremba-large", "ptb-awd", "wikitext2-awd", "masnavi-char"):
+    for name in ("ptb-zaremba-large", "ptb-zaremba-large-tied", "ptb-awd", "wikitext2-awd", "masnavi-char"):
         assert load_config(name).task == "lm"
 
 
