@@ -345,3 +345,26 @@ def test_allowed_masks_a_ranking_where_it_masks_the_log_probabilities():
     assert torch.isneginf(log_probs[0, :, EOS]).all() and not torch.isneginf(log_probs[1:, :, EOS]).any()
     assert torch.isneginf(log_probs[1:]).any()  # some repeats blocked
     assert torch.equal(torch.isneginf(logits), torch.isneginf(log_probs))
+
+
+def test_collect_ranks_finished_slots_best_first_with_empty_slots_last(recwarn):
+    """collect's ranking, by hand: log_prob / (length + 1)**alpha - word_penalty * (length + 1);
+    equal scores keep the order they finished in; empty slots (length -1) are never returned, and
+    cost no warning under length normalisation; a sentence with none gets one empty hypothesis."""
+    from nmt.decode.beam import Finished
+    from nmt.decode.search import collect
+    finished = Finished.empty(2, 3, 5, "cpu")  # 2 sentences, K = 3 slots each (+ the sink)
+    finished.length[0, :3] = torch.tensor([1, -1, 3])  # slot 1 empty
+    finished.log_prob[0, :3] = torch.tensor([-2.0, 0.0, -4.0])
+    finished.tokens[0, 0, :1], finished.tokens[0, 2, :3] = torch.tensor([7]), torch.tensor([8, 9, 10])
+    finished.token_scores[0, 2, :4] = torch.tensor([-1.0, -1.0, -1.0, -1.0])
+    [first, second] = collect(finished, groups_per_sentence=1, n_best=3, length_penalty=1.0, word_penalty=0.5)
+    # slot 0: -2 / 2 - 0.5 * 2 = -2; slot 2: -4 / 4 - 0.5 * 4 = -3
+    assert [(h.tokens, h.rank_score, h.log_prob) for h in first] == [([7], -2.0, -2.0), ([8, 9, 10], -3.0, -4.0)]
+    assert first[1].token_scores == [-1.0] * 4
+    assert [(h.tokens, h.rank_score) for h in second] == [([], -math.inf)]
+    finished.length[1, :3] = torch.tensor([2, 2, 2])  # three equal scores: the order they finished in
+    finished.tokens[1, :3, 0] = torch.tensor([4, 5, 6])
+    [_, tied] = collect(finished, groups_per_sentence=1, n_best=2, length_penalty=0.0, word_penalty=0.0)
+    assert [h.tokens[0] for h in tied] == [4, 5]
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

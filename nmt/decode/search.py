@@ -17,7 +17,7 @@ What every search obeys:
     1); EOS is not allowed before floor(min_len_a * source length + min_len_b) tokens, EOS not
     counted (0: any time). At the maximum every hypothesis ends, minimum reached or not;
   - no_repeat_ngram n > 0: a hypothesis never holds the same n tokens in a row twice;
-  - ranking of finished hypotheses (`rank`): log_prob / length**alpha - word_penalty * length,
+  - ranking of finished hypotheses (`collect`): log_prob / length**alpha - word_penalty * length,
     length counting EOS. A positive word penalty favours shorter translations, a negative one
     longer (Marian's --word-penalty); within one step every live hypothesis has the same length,
     so the penalty and alpha change only which finished hypotheses rank first.
@@ -73,17 +73,12 @@ def length_normalize(log_prob: float, length: int, alpha: float) -> float:
     return log_prob / (length ** alpha) if alpha else log_prob
 
 
-def rank(log_prob: float, length: int, alpha: float, word_penalty: float) -> float:
-    """The finished hypotheses' ranking score; `length` counts EOS."""
-    return length_normalize(log_prob, length, alpha) - word_penalty * length
-
-
 def collect(finished: Finished, *, groups_per_sentence: int, n_best: int, length_penalty: float,
             word_penalty: float) -> list[list[Hypothesis]]:
     """The host's one read of the results: each sentence's n_best hypotheses, best first.
 
-    Ranking needs only the lengths and log-probabilities, ranked for all sentences at once in
-    numpy (as `rank` does, in float64); the tokens and their scores are read for the hypotheses
+    Ranking needs only the lengths and log-probabilities: the rank score (the module docstring's
+    rule, in float64) of every slot of every sentence at once, in numpy; the tokens and their scores are read for the hypotheses
     returned alone. (A loop in Python over every finished slot took 3-7 ms a batch, while the
     device waited for the next batch's steps.) A sentence whose hypotheses all died (every
     continuation forbidden) gets one empty hypothesis scored -inf."""
@@ -91,20 +86,19 @@ def collect(finished: Finished, *, groups_per_sentence: int, n_best: int, length
     lengths = finished.length[:, :k].numpy().reshape(-1, groups_per_sentence * k)  # (sentences, slots)
     log_probs = finished.log_prob[:, :k].numpy().astype(np.float64).reshape(lengths.shape)
     found = lengths >= 0
-    steps = lengths + 1  # EOS counted
+    steps = np.where(found, lengths + 1, 1)  # EOS counted (1 in empty slots: no division by 0)
     scores = log_probs / steps ** length_penalty if length_penalty else log_probs.copy()
     scores -= word_penalty * steps
     # best first; a stable sort, so equal scores stay in the order they finished; empty slots last
     order = np.argsort(np.where(found, -scores, np.inf), axis=1, kind="stable")[:, :n_best]
     chosen = np.take_along_axis(found, order, 1)  # (sentences, n_best) a hypothesis there
-    sentence, rank_in = np.nonzero(chosen)
-    slot = order[sentence, rank_in]
-    group, slot = sentence * groups_per_sentence + slot // k, slot % k
-    tokens = finished.tokens.numpy()[group, slot].tolist()  # (M, L) for the M hypotheses returned
+    sentence, place = np.nonzero(chosen)
+    at = order[sentence, place]  # the M hypotheses returned: their slot in the sentence's row
+    group, slot = sentence * groups_per_sentence + at // k, at % k
+    tokens = finished.tokens.numpy()[group, slot].tolist()  # (M, L)
     token_scores = finished.token_scores.numpy()[group, slot].tolist()
-    picked = zip(sentence.tolist(), scores[sentence, order[sentence, rank_in]].tolist(),
-                 lengths[sentence, order[sentence, rank_in]].tolist(),
-                 log_probs[sentence, order[sentence, rank_in]].tolist(), tokens, token_scores)
+    picked = zip(sentence.tolist(), scores[sentence, at].tolist(), lengths[sentence, at].tolist(),
+                 log_probs[sentence, at].tolist(), tokens, token_scores)
     results: list[list[Hypothesis]] = [[] for _ in range(lengths.shape[0])]
     for i, score, n, log_prob, row, row_scores in picked:
         results[i].append(Hypothesis(score, row[:n], log_prob, row_scores[:n + 1]))
