@@ -22,6 +22,7 @@ from nmt.data.tokenizer import EOS
 from nmt.decode import beam as loop
 from nmt.decode import graphs
 from nmt.decode.search import beam_search, greedy_search, search, search_batches
+from nmt.model import Seq2Seq
 from nmt.model.ensemble import Ensemble
 from tests.test_search import random_batch, random_model
 
@@ -206,12 +207,18 @@ def test_the_autocast_twin_holds_the_weights_cast_and_follows_the_model(monkeypa
     monkeypatch.setattr(graphs.torch, "get_autocast_dtype", lambda device: torch.bfloat16)
     model = random_model(4)
     twin = graphs.autocast_twin(model)
-    assert twin is not model and all(p.dtype == torch.bfloat16 for p in twin.parameters())
-    assert torch.equal(twin.output.weight, model.output.weight.to(torch.bfloat16))
+    assert twin is not model
+    # bf16, but for the output layer: float16 (Seq2Seq.half_output)
+    assert all(p.dtype == (torch.float16 if name.startswith("output.") else torch.bfloat16)
+               for name, p in twin.named_parameters())
+    assert torch.equal(twin.output.weight, model.output.weight.to(torch.float16))
     with torch.no_grad():
         model.output.weight.add_(1.0)  # trained in place
     assert graphs.autocast_twin(model) is twin and torch.equal(twin.output.weight,
-                                                               model.output.weight.to(torch.bfloat16))
+                                                               model.output.weight.to(torch.float16))
+    tied = graphs.autocast_twin(Seq2Seq(src_vocab_size=11, tgt_vocab_size=11, embed=8, hidden=8, layers=1,
+                                        tie_embeddings=True))  # a tied output layer stays bf16
+    assert all(p.dtype == torch.bfloat16 for p in tied.parameters())
     ensemble = Ensemble([model, random_model(5)], "mean")
     twins = graphs.autocast_twin(ensemble)
     assert twins.models[0] is twin and twins.mode == "mean" and graphs.autocast_twin(ensemble) is twins

@@ -168,6 +168,7 @@ def for_model(model, step: Callable, how: tuple, device: torch.device) -> Captur
 
 
 _TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its copy in the autocast dtype
+_IS_TWIN: "weakref.WeakSet" = weakref.WeakSet()  # the copies themselves
 
 
 def autocast_twin(model):
@@ -182,19 +183,25 @@ def autocast_twin(model):
     step). The twin's weights are already bf16: autocast casts nothing, and they live as long as
     the model. The eager search takes the twin too, so that both searches compute the same
     numbers; they are autocast's up to rounding (a few operators autocast would run on float32
-    weights, such as the embedding lookup, read bf16 ones).
+    weights, such as the embedding lookup, read bf16 ones, and a model's untied output layer is
+    float16, see Seq2Seq.half_output).
     """
-    if not torch.is_autocast_enabled("cuda") or _in_dtype(model, torch.get_autocast_dtype("cuda")):
-        return model  # (a model already in the autocast dtype, a twin say, is its own twin)
+    if (not torch.is_autocast_enabled("cuda") or model in _IS_TWIN
+            or _in_dtype(model, torch.get_autocast_dtype("cuda"))):
+        return model  # (a twin, or a model already in the autocast dtype, is its own twin)
     twin = _TWINS.get(model)
     if hasattr(model, "models"):  # an Ensemble (nmt/model/ensemble.py): of its members' twins, each refreshed
         twins = [autocast_twin(member) for member in model.models]
         if twin is None or any(a is not b for a, b in zip(twin.models, twins, strict=True)):
             twin = _TWINS[model] = type(model)(twins, model.mode)
+            _IS_TWIN.add(twin)
         return twin
     dtype = torch.get_autocast_dtype("cuda")
     if twin is None or next(twin.parameters()).dtype != dtype:
         twin = _TWINS[model] = copy.deepcopy(model).to(dtype)
+        if hasattr(twin, "half_output"):  # its output layer in float16 (nmt/model/seq2seq.py says why)
+            twin.half_output()
+        _IS_TWIN.add(twin)
     twin.train(model.training)
     with torch.no_grad():
         for mine, theirs in zip(twin.parameters(), model.parameters(), strict=True):
