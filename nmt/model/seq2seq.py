@@ -283,8 +283,8 @@ class Seq2Seq(nn.Module):
     def _step_logits(self, out: torch.Tensor) -> torch.Tensor:
         """The output layer on one step's outputs (B, H); a float16 layer (`half_output`) runs
         outside autocast, on float16 inputs, so that its logits stay float16."""
-        if self.output.weight.dtype != torch.float16:
-            return self.output(out)
+        if not (isinstance(self.output, nn.Linear) and self.output.weight.dtype == torch.float16):
+            return self.output(out)  # (a split layer has no one weight)
         with torch.autocast(out.device.type, enabled=False):
             return self.output(out.to(torch.float16))
 
