@@ -116,6 +116,35 @@ def test_decode_benchmark_runs_tiny_on_cpu(tmp_path):
             assert r["sentences"] == 12 and r["ratio_to_ceiling"] > 0 and r["row_steps"] >= r["steps"] > 0
 
 
+def test_decode_profile_runs_tiny_on_cpu_and_puts_the_search_back(tmp_path):
+    """scripts/profile_decode.py end to end with tiny models: each part of the search timed, the
+    operators' time measured, and the search's functions unwrapped afterwards."""
+    import random
+
+    from nmt.decode import beam as loop
+    from nmt.decode import search as search_module
+    from scripts.profile_decode import main as decode_profile
+
+    run, collect = loop.run, search_module.collect
+    rng = random.Random(1)
+    words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "barked", "loudly", "outside"]
+    src = tmp_path / "src.en"
+    src.write_text("".join(" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + "\n"
+                           for _ in range(80)), encoding="utf-8")
+    out = tmp_path / "profile.json"
+    records = decode_profile(["--src", str(src), "--tiny", "--device", "cpu", "--batch", "4", "--limit", "12",
+                              "--archs", "attention", "--beams", "1,3", "--spm-vocab", "40", "--out", str(out)])
+    assert json.loads(out.read_text()) == records and [r["beam"] for r in records] == [1, 3]
+    for r in records:
+        parts = r["host_parts"]
+        batches = 3 + 1  # 12 sentences, 4 a batch, and the pass's warm-up batch
+        assert parts["run"]["calls"] == parts["collect"]["calls"] == parts["start"]["calls"] == batches
+        assert parts["steps"]["calls"] > r["steps"] > 0  # the warm-up batch's steps too
+        assert 0 < parts["steps"]["seconds"] < parts["run"]["seconds"]
+        assert 0 < r["busy_seconds"] and r["costliest"] and r["commit"]
+    assert loop.run is run and search_module.collect is collect
+
+
 def test_read_lag_benchmark_counts_more_work_for_a_later_read(trained_run, toy_workspace, tmp_path):
     """scripts/benchmark_read_lag.py on the toy model: a count read later never saves work, the
     hypotheses stay the same, and the CPU search's own DoneCount is back in place afterwards."""
