@@ -56,7 +56,7 @@ SHRINK_AT = 0.25  # drop done groups once they are at least this fraction of the
 class Beam:
     """The live hypotheses; row i*K + k is hypothesis k of slot i."""
 
-    base: torch.Tensor  # (n,) long: where the slot's group starts in Finished's flat buffers (group * (K+1))
+    base: torch.Tensor  # (n,) long: the slot's group's first slot in Finished.write's flat index (group * (K+1))
     scores: torch.Tensor  # (n, K) float: log-probability of each live hypothesis; -inf: none
     history: torch.Tensor  # (n*K, L) long: the tokens so far, column t written at step t
     token_scores: torch.Tensor  # (n*K, L) float: the log-probability of each of those tokens
@@ -80,10 +80,14 @@ class Finished:
     log_prob: torch.Tensor  # (G, K+1) float: their sum, EOS included
     length: torch.Tensor  # (G, K+1) long: tokens before EOS; -1: an empty slot
 
-    def flat(self) -> tuple[torch.Tensor, ...]:
-        """The four buffers as (G*(K+1), ...) views: one index per slot (Beam.base + slot)."""
-        return (self.tokens.flatten(0, 1), self.token_scores.flatten(0, 1), self.log_prob.view(-1),
+    def write(self, where: torch.Tensor, tokens, token_scores, log_prob, length) -> None:
+        """Hypotheses into slots: where (M,) indexes the flat (G*(K+1),) slots (Beam.base + slot);
+        tokens, token_scores (M, L), log_prob, length (M,). Several writes into a sink slot: any
+        one wins, and none is read."""
+        flat = (self.tokens.flatten(0, 1), self.token_scores.flatten(0, 1), self.log_prob.view(-1),
                 self.length.view(-1))
+        for buffer, values in zip(flat, (tokens, token_scores, log_prob, length)):
+            buffer.index_copy_(0, where, values)
 
     @classmethod
     def empty(cls, groups: int, k: int, length: int, device) -> "Finished":
@@ -251,9 +255,7 @@ def finish(finished: Finished, beam: Beam, t: torch.Tensor, scores, rows, tokens
     rows = rows.reshape(-1)
     per_token = beam.token_scores.index_select(0, rows)  # (n*K, L)
     written(per_token, t, token_scores.reshape(-1))
-    for buffer, values in zip(finished.flat(), (beam.history.index_select(0, rows), per_token, scores.reshape(-1),
-                                                 t.expand(n * k))):
-        buffer.index_copy_(0, where, values)  # (several writes into the sink: any one wins, none is read)
+    finished.write(where, beam.history.index_select(0, rows), per_token, scores.reshape(-1), t.expand(n * k))
     return (beam.count + ends.sum(1)).clamp_(max=k)
 
 
@@ -323,8 +325,7 @@ def extended_one(log_probs: torch.Tensor, state, beam: Beam, finished: Finished,
     written(beam.token_scores, t, token_score)
     ends = (token == EOS) & (score > -math.inf)
     where = beam.base + ends.logical_not()  # slot 0, or the sink
-    for buffer, values in zip(finished.flat(), (beam.history, beam.token_scores, score, t.expand(n))):
-        buffer.index_copy_(0, where, values)
+    finished.write(where, beam.history, beam.token_scores, score, t.expand(n))
     done = beam.done | ends | at_limit
     return replace(beam, scores=score.masked_fill_(done, -math.inf).view(n, 1), prev=token, count=beam.count + ends,
                    done=done, state=state)
