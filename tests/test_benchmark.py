@@ -6,6 +6,8 @@ No timing is asserted: only that every case ran and reported its figures.
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 
 from scripts.benchmark_train import main
 
@@ -92,17 +94,20 @@ def test_quickstart_benchmark_records_its_cases(tmp_path):
     assert record["steps"] == 60 and record["eta_error_seconds"]["reports"] == 5 and record["commit"]  # from step 20
 
 
+def random_sentences(path: Path, seed: int) -> Path:
+    """80 lines of 1 to 12 words from a small vocabulary, for the decoding scripts' smoke tests."""
+    rng = random.Random(seed)
+    words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "barked", "loudly", "outside"]
+    path.write_text("".join(" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + "\n"
+                            for _ in range(80)), encoding="utf-8")
+    return path
+
+
 def test_decode_benchmark_runs_tiny_on_cpu(tmp_path):
     """scripts/benchmark_decode.py end to end with tiny models: every case ran and reported its rates."""
-    import random
-
     from scripts.benchmark_decode import main as decode_benchmark
 
-    rng = random.Random(0)
-    words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "barked", "loudly", "outside"]
-    src = tmp_path / "src.en"
-    src.write_text("".join(" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + "\n"
-                           for _ in range(80)), encoding="utf-8")
+    src = random_sentences(tmp_path / "src.en", seed=0)
     out = tmp_path / "decode.json"
     records = decode_benchmark(["--src", str(src), "--tiny", "--device", "cpu", "--batch", "4", "--limit", "12",
                                 "--beams", "1,3", "--ceiling-steps", "2", "--spm-vocab", "40", "--out", str(out)])
@@ -119,18 +124,12 @@ def test_decode_benchmark_runs_tiny_on_cpu(tmp_path):
 def test_decode_profile_runs_tiny_on_cpu_and_puts_the_search_back(tmp_path):
     """scripts/profile_decode.py end to end with tiny models: each part of the search timed, the
     operators' time measured, and the search's functions unwrapped afterwards."""
-    import random
-
     from nmt.decode import beam as loop
     from nmt.decode import search as search_module
     from scripts.profile_decode import main as decode_profile
 
     run, collect = loop.run, search_module.collect
-    rng = random.Random(1)
-    words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "barked", "loudly", "outside"]
-    src = tmp_path / "src.en"
-    src.write_text("".join(" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) + "\n"
-                           for _ in range(80)), encoding="utf-8")
+    src = random_sentences(tmp_path / "src.en", seed=1)
     out = tmp_path / "profile.json"
     records = decode_profile(["--src", str(src), "--tiny", "--device", "cpu", "--batch", "4", "--limit", "12",
                               "--archs", "attention", "--beams", "1,3", "--spm-vocab", "40", "--out", str(out)])
