@@ -14,7 +14,9 @@ batch, longest first, as `Translator` batches them.
   ceiling   one bare decoder step at 128 x beam rows, without the toolkit: embedding, an nn.LSTM
             step, (the attention and input feeding), the output layer, log_softmax and the top 2K
             of each sentence's K x V candidates; captured in a CUDA graph on CUDA: row-steps/s
-  ratio     search row-steps/s over the ceiling's
+  ratio     search row-steps/s over the ceiling's (the goal's figure: one pass, its captures
+            included); with graphs, `second_pass` times the set once more with every shape
+            already captured, as a server or the next file of a run would see it
 
     python scripts/benchmark_decode.py --src /work/shared/data/newstest2014/newstest2014.en-fr.en \\
         --out benchmarks/results/decode-speed-h200.json
@@ -125,6 +127,7 @@ def timed_search(model, data, options, device, bf16: bool, outputs: list | None 
 
     result = timed_set(translate, data, device)
     return {**result, "steps": counts.steps, "row_steps": counts.row_steps, "captures": counts.captures,
+            "capture_seconds": round(counts.capture_seconds, 4),
             "row_steps_per_second": counts.row_steps / result["seconds"]}
 
 
@@ -210,6 +213,8 @@ def main(argv=None) -> list[dict]:
         rate = f"{record['row_steps_per_second']:>12,.0f} row-steps/s" if "error" not in record else record["error"]
         extra = f"  {record['sentences_per_second']:8.1f} sent/s  {record['ratio_to_ceiling']:.2f} of ceiling" \
             if record.get("kind") == "search" and "error" not in record else ""
+        if "second_pass" in record:
+            extra += f"  (a second pass: {record['second_pass']['ratio_to_ceiling']:.2f})"
         print(f"{record['kind']:8} {record['arch']:9} beam {record['beam']:2} {record.get('mode', ''):7} {rate}{extra}")
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +238,13 @@ def main(argv=None) -> list[dict]:
                 if "error" not in result and "error" not in ceiling:
                     ratio = result["row_steps_per_second"] / ceiling["row_steps_per_second"]
                     result["ratio_to_ceiling"] = round(ratio, 3)
+                    if mode == "graphs":  # the set again, every shape captured: what a server or a second file sees
+                        again = timed_search(model, data, options, device, bf16)
+                        result["second_pass"] = {
+                            "seconds": again["seconds"], "captures": again["captures"],
+                            "sentences_per_second": again["sentences_per_second"],
+                            "ratio_to_ceiling": round(again["row_steps_per_second"]
+                                                      / ceiling["row_steps_per_second"], 3)}
                 add({"kind": "search", **common, "mode": mode, **result})
     return records
 

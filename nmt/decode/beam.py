@@ -103,7 +103,8 @@ class Counts:
 
     steps: int = 0
     row_steps: int = 0
-    captures: int = 0  # search steps captured as CUDA graphs (each costs a warm-up step and a recording)
+    captures: int = 0  # search steps captured as CUDA graphs (each costs a recording, the first a warm-up step too)
+    capture_seconds: float = 0.0  # the host's time in those captures
 
 
 class Pending:
@@ -416,7 +417,7 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
         width, slots = bucketed_width(length), bucketed_slots
         state = state.padded_source(bucketed_width)
         steps = for_model(model, step, (pick, no_repeat_ngram), device)
-        captures_before = steps.captures
+        captures_before, capture_seconds_before = steps.captures, steps.capture_seconds
         finished, t = steps.static((groups, k, width), lambda: empty(width))
     else:
         width, slots, steps = length, (lambda live: live), EagerSteps(step)
@@ -441,5 +442,6 @@ def run(model, src, src_lens, *, k: int, samples: int, pick: Callable, min_len: 
             steps.step = None  # the kept graphs must not hold the model (graphs.for_model)
     if counts is not None and cuda_graphs:
         counts.captures += steps.captures - captures_before
+        counts.capture_seconds += steps.capture_seconds - capture_seconds_before
     # The static buffers are the next call's: the results leave in copies, queued behind the steps.
     return Pending(finished)

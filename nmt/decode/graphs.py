@@ -8,8 +8,8 @@ of rows and the buffers' widths. What a graph needs:
   - static memory: each graph owns a copy of the beam (its static input), and the captured step
     ends by copying its result over that copy, so replays advance the beam in place; the finished
     buffers and the step counter t are static too, one set per shape, shared by the graphs;
-  - a warm-up outside the capture (cuBLAS and cuDNN pick and allocate there), run on copies so
-    that it advances nothing.
+  - a warm-up outside the capture (cuBLAS and cuDNN set up and allocate there), run on copies so
+    that it advances nothing: once, on the one side stream every capture uses.
 Graphs outlive a search call: `for_model` keeps them per model (and per way of searching), keyed
 by the shapes of everything they read, so the next batch of the same shapes replays them at
 once. A capture costs about as much as a few dozen replayed steps, and a translation of many
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 import weakref
 from typing import Any, Callable
 
@@ -82,7 +83,10 @@ class CapturedSteps:
         self.graphs: dict[tuple, tuple[Any, Any]] = {}  # shapes -> (graph, its static beam)
         self.buffers: dict[tuple, Any] = {}  # (groups, K, width) -> static (Finished, t)
         self.pool = None  # one memory pool: the graphs run one at a time
+        self.side = None  # one side stream for every capture (see `capture`)
+        self.warmed = False
         self.captures = 0
+        self.capture_seconds = 0.0  # host time spent capturing, the warm-up included
         self.last: tuple = (None, None, None)  # the last replay: (its static beam, finished, graph)
 
     def static(self, shape: tuple, empty: Callable[[], Any]):
@@ -96,15 +100,29 @@ class CapturedSteps:
         return self.buffers[shape]
 
     def capture(self, beam, finished, t: torch.Tensor):
-        """Warm up once on copies, then record one step. By hand (capture_begin/end) rather than
-        torch.cuda.graph, which synchronises and empties the allocator's cache first: a search
-        captures while it runs, and refilling that cache costs more than the capture."""
+        """Record one step, on a side stream, after a warm-up step there on copies (the first
+        capture only). By hand (capture_begin/end) rather than torch.cuda.graph, which
+        synchronises and empties the allocator's cache first: a search captures while it runs, and
+        refilling that cache costs more than the capture.
+
+        Why one side stream, warmed up once: a warm-up runs outside the capture what must not
+        happen inside it (the side stream's cuBLAS workspace, the first kernels loaded), and the
+        allocator keeps memory per stream. With a new stream per capture every warm-up allocated
+        afresh: on an H200, one pass of the attention model at beam 1 spent 0.31 s on 13
+        captures, against 0.03 s with one stream warmed up once (the same hypotheses;
+        benchmarks/README.md). A later capture of other shapes needs nothing more: the kernels
+        and cuBLAS's heuristics it meets are allowed inside a capture."""
+        started = time.perf_counter()
         static = cloned(beam)
-        side = torch.cuda.Stream(self.device)
+        if self.side is None:
+            self.side = torch.cuda.Stream(self.device)
+        side = self.side
         side.wait_stream(torch.cuda.current_stream(self.device))
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.stream(side):
-            self.step(cloned(static), cloned(finished), t.clone())  # the warm-up must not advance the search
+            if not self.warmed:
+                self.step(cloned(static), cloned(finished), t.clone())  # the warm-up must not advance the search
+                self.warmed = True
             # thread_local: a server's other threads (other models) may launch work meanwhile
             graph.capture_begin(pool=self.pool, capture_error_mode="thread_local")
             try:
@@ -115,6 +133,7 @@ class CapturedSteps:
         torch.cuda.current_stream(self.device).wait_stream(side)
         self.pool = graph.pool()
         self.captures += 1
+        self.capture_seconds += time.perf_counter() - started
         return graph, static
 
     def __call__(self, beam, finished, t: torch.Tensor):
