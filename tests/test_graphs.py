@@ -71,24 +71,23 @@ def fake_cuda(monkeypatch, model):
         def wait_stream(self, other):
             pass
 
-    class Graph(FakeGraph):
-        def capture_begin(self, pool=None, capture_error_mode="global"):
-            self._saved = {k: v.clone() for k, v in model.state_dict().items()}
-            self._recorder = Recorder()
-            self._recorder.__enter__()
-
-        def capture_end(self):
-            # A real capture records kernels without running them: undo what the recorded run did.
-            self._recorder.__exit__(None, None, None)
-            self.calls = self._recorder.calls
-            with torch.no_grad():
-                for k, v in model.state_dict().items():
-                    v.copy_(self._saved[k])
+    @contextlib.contextmanager
+    def graph(g, pool=None):
+        # A real capture records kernels without running them: undo what the recorded run did.
+        saved = {k: v.clone() for k, v in model.state_dict().items()}
+        recorder = Recorder()
+        with recorder:
+            yield
+        g.calls = recorder.calls
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                v.copy_(saved[k])
 
     monkeypatch.setattr(graphs.torch.cuda, "Stream", Stream)
     monkeypatch.setattr(graphs.torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(graphs.torch.cuda, "current_stream", lambda *a: Stream())
-    monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(graphs.torch.cuda, "graph", graph)
 
 
 def test_captured_steps_drive_the_update_like_the_eager_loop(workspace, monkeypatch):

@@ -98,7 +98,6 @@ class CapturedSteps:
         self.max_graphs, self.kept = max_graphs, kept
         self.graphs: dict[tuple, _Captured] = {}
         self.pool = None
-        self.side: Optional[torch.cuda.Stream] = None  # the one stream every warm-up and capture runs on
         self.capture_seconds = 0.0  # host time spent capturing, warm-ups included
         self.eager_steps = 0  # steps of shapes beyond max_graphs
         for group in optimizer.param_groups:  # a tensor, so that replays see the current rate
@@ -107,42 +106,27 @@ class CapturedSteps:
     def capture(self, batch: Batch) -> _Captured:
         """Warm up on a side stream (no update happens) and capture one step for this batch's shape.
         The random state and the carried state end as they were; nothing runs on the device after
-        the warm-up, so the graph's first replay is the first step it computes.
-
-        One side stream for every shape, and the capture by hand (capture_begin/end) rather than
-        torch.cuda.graph, which synchronises, empties the allocator's cache and captures on a
-        stream of its own: the cache is per stream, and emptied at every capture, each warm-up
-        allocated all its memory afresh, and the eager steps after it theirs. On the H200 the
-        Tatoeba paper config captured 153 shapes in 13.6 s of a 57 s run that way
-        (benchmarks/README.md, "Capture cost")."""
+        the warm-up, so the graph's first replay is the first step it computes."""
         started = time.perf_counter()
         static = batch.to(self.device)
         divisor = torch.ones((), device=self.device)
-        if self.side is None:
-            self.side = torch.cuda.Stream(self.device)
-        side, current = self.side, torch.cuda.current_stream(self.device)
         # The CPU's random state is kept over the capture too: the CPU tests emulate a capture by
         # running the step, and a real capture draws nothing.
         with self.kept(), torch.random.fork_rng(devices=[]):
             with cuda_random_kept(self.device):
-                side.wait_stream(current)
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(side):
                     for _ in range(2):  # cuDNN and cuBLAS choose and allocate outside the capture
                         self.step(static, divisor, dry_run=True)
-                current.wait_stream(side)
+                torch.cuda.current_stream(self.device).wait_stream(side)
             for p in self.parameters:  # gradients must exist (and stay) before capture
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
             graph = torch.cuda.CUDAGraph()
-            side.wait_stream(current)
-            with torch.cuda.stream(side):
-                graph.capture_begin(pool=self.pool)
-                try:
-                    torch._foreach_zero_([p.grad for p in self.parameters])
-                    loss = self.step(static, divisor, dry_run=False)
-                finally:
-                    graph.capture_end()
-            current.wait_stream(side)
+            with torch.cuda.graph(graph, pool=self.pool):
+                torch._foreach_zero_([p.grad for p in self.parameters])
+                loss = self.step(static, divisor, dry_run=False)
         self.pool = graph.pool()
         captured = self.graphs[batch.shape_key()] = _Captured(graph, static, divisor, loss)
         self.capture_seconds += time.perf_counter() - started
