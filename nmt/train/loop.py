@@ -89,6 +89,14 @@ class _EpochBatches(torch.utils.data.Dataset):
         return self.task.batch(indices)
 
 
+def _made_on(device: torch.device, make, *args, **kwargs):
+    """make(*args, **kwargs) in a worker thread, with the thread's current CUDA device the
+    trainer's (a thread starts on device 0, and under torchrun each process trains on its own)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return make(*args, **kwargs)
+
+
 class Trainer:
     def __init__(self, config: Config, *, task: Optional[Task] = None, resume_from: Optional[Path] = None,
                  stream=None):
@@ -114,8 +122,8 @@ class Trainer:
             graphs = False
         # Made by a worker thread while the rest starts, see `optimizer`.
         worker = ThreadPoolExecutor(1, thread_name_prefix="nmt-optimizer")
-        self._optimizer: Future | torch.optim.Optimizer = worker.submit(make_optimizer, self.parameters, t,
-                                                                        capturable=graphs)
+        self._optimizer: Future | torch.optim.Optimizer = worker.submit(_made_on, self.device, make_optimizer,
+                                                                        self.parameters, t, capturable=graphs)
         worker.shutdown(wait=False)  # (its thread ends with the task)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
         self.averager = WeightAverage(self.parameters)
