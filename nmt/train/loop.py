@@ -89,11 +89,12 @@ class _EpochBatches(torch.utils.data.Dataset):
         return self.task.batch(indices)
 
 
-def _made_on(device: torch.device, make, *args, **kwargs):
-    """make(*args, **kwargs) in a worker thread, with the thread's current CUDA device the
-    trainer's (a thread starts on device 0, and under torchrun each process trains on its own)."""
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+def _made_on(cuda_device: Optional[int], make, *args, **kwargs):
+    """make(*args, **kwargs) in a worker thread, whose current CUDA device is `cuda_device` (the
+    trainer's, as an index; a thread starts on device 0, and under torchrun each process trains
+    on its own)."""
+    if cuda_device is not None:
+        torch.cuda.set_device(cuda_device)
     return make(*args, **kwargs)
 
 
@@ -122,7 +123,9 @@ class Trainer:
             graphs = False
         # Made by a worker thread while the rest starts, see `optimizer`.
         worker = ThreadPoolExecutor(1, thread_name_prefix="nmt-optimizer")
-        self._optimizer: Future | torch.optim.Optimizer = worker.submit(_made_on, self.device, make_optimizer,
+        cuda_device = None if self.device.type != "cuda" else (
+            self.device.index if self.device.index is not None else torch.cuda.current_device())
+        self._optimizer: Future | torch.optim.Optimizer = worker.submit(_made_on, cuda_device, make_optimizer,
                                                                         self.parameters, t, capturable=graphs)
         worker.shutdown(wait=False)  # (its thread ends with the task)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
