@@ -741,35 +741,3 @@ def test_trainer_state_fields_are_all_saved(workspace):
     saved = json.loads((workspace / "run" / "last" / "trainer.json").read_text())
     assert {f.name for f in dataclasses.fields(TrainerState)} <= saved.keys()
     assert yaml.safe_load((workspace / "run" / "config.yaml").read_text())["train"]["max_steps"] == 2
-
-
-def test_the_optimizer_is_made_beside_the_start_and_its_error_is_not_lost(workspace, monkeypatch):
-    """Trainer makes its optimizer in a worker thread (torch imports torch._dynamo with the
-    first one, seconds on a CPU): the trainer gets the worker's optimizer, and an error there is
-    raised where the optimizer is first needed."""
-    import threading
-    from nmt.train import loop
-
-    made_in = []
-    real = loop.make_optimizer
-
-    def recorded(*args, **kwargs):
-        made_in.append(threading.current_thread())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "make_optimizer", recorded)
-    config = tiny_config(workspace, train={"max_steps": 2})
-    Path(config.train.run_dir).mkdir(parents=True)
-    trainer = Trainer(config, stream=io.StringIO())
-    assert isinstance(trainer.optimizer, torch.optim.Optimizer)
-    assert trainer.optimizer is trainer.optimizer  # made once
-    assert made_in and made_in[0] is not threading.main_thread()
-    assert all(p is q for p, q in zip(trainer.optimizer.param_groups[0]["params"], trainer.parameters, strict=True))
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("no optimizer for you")
-
-    monkeypatch.setattr(loop, "make_optimizer", broken)
-    trainer = Trainer(config, stream=io.StringIO())
-    with pytest.raises(RuntimeError, match="no optimizer for you"):
-        trainer.run()

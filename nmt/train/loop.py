@@ -22,7 +22,6 @@ import os
 import signal
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -89,15 +88,6 @@ class _EpochBatches(torch.utils.data.Dataset):
         return self.task.batch(indices)
 
 
-def _made_on(cuda_device: Optional[int], make, *args, **kwargs):
-    """make(*args, **kwargs) in a worker thread, whose current CUDA device is `cuda_device` (the
-    trainer's, as an index; a thread starts on device 0, and under torchrun each process trains
-    on its own)."""
-    if cuda_device is not None:
-        torch.cuda.set_device(cuda_device)
-    return make(*args, **kwargs)
-
-
 class Trainer:
     def __init__(self, config: Config, *, task: Optional[Task] = None, resume_from: Optional[Path] = None,
                  stream=None):
@@ -121,13 +111,7 @@ class Trainer:
         if eager_only:
             log.warning(f"warning: train.cuda_graphs is off for this run: {eager_only}; training eagerly")
             graphs = False
-        # Made by a worker thread while the rest starts, see `optimizer`.
-        worker = ThreadPoolExecutor(1, thread_name_prefix="nmt-optimizer")
-        cuda_device = None if self.device.type != "cuda" else (
-            self.device.index if self.device.index is not None else torch.cuda.current_device())
-        self._optimizer: Future | torch.optim.Optimizer = worker.submit(_made_on, cuda_device, make_optimizer,
-                                                                        self.parameters, t, capturable=graphs)
-        worker.shutdown(wait=False)  # (its thread ends with the task)
+        self.optimizer = make_optimizer(self.parameters, t, capturable=graphs)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
         self.averager = WeightAverage(self.parameters)
         self.state = TrainerState(run_id=uuid.uuid4().hex)
@@ -143,20 +127,6 @@ class Trainer:
         self.progress = Progress(self._planned_steps(), stream if self.world.main else open(os.devnull, "w"))
         self.log = JsonlLog(self.run_dir / "log.jsonl" if self.world.main else None, tensorboard=t.tensorboard,
                             first_step=self.state.step)
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        """The optimizer, once its worker has made it (at the first step's update, or a resume).
-
-        Why a worker: the first optimizer a process makes imports torch._dynamo (torch wraps
-        Optimizer.add_param_group in its lazy `_disable_dynamo`), 2.3 s on the 2-core CPU, while
-        nothing before the first step's update needs it. The worker imports while the data,
-        the model and the first batch's forward and backward pass go on (torch's operators release
-        the GIL), so `nmt train` reaches its first step that much sooner (benchmarks/README.md,
-        issue 19's first step). An error making it is raised here."""
-        if isinstance(self._optimizer, Future):
-            self._optimizer = self._optimizer.result()
-        return self._optimizer
 
     # --- one update -----------------------------------------------------------------------
     def update(self, batch: Batch, divisor, dry_run: bool = False) -> torch.Tensor:
