@@ -154,6 +154,29 @@ def test_captured_steps_search_like_the_eager_loop(fake_cuda, monkeypatch, name,
         assert [h.token_scores for h in mine] == [pytest.approx(h.token_scores, abs=1e-5) for h in its]
 
 
+def test_every_capture_runs_on_one_side_stream_warmed_up_once(fake_cuda, monkeypatch):
+    """Captures of several shapes share one side stream, and only the first warms up (a step run
+    outside any recording): the allocator keeps memory per stream, so a stream per capture made
+    every warm-up allocate afresh (nmt/decode/graphs.py)."""
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    streams, stepped = [], []
+
+    class Counted(graphs.torch.cuda.Stream):
+        def __init__(self, *args):
+            super().__init__(*args)
+            streams.append(self)
+
+    advance = loop.advance
+    monkeypatch.setattr(graphs.torch.cuda, "Stream", Counted)
+    monkeypatch.setattr(loop, "advance", lambda *args, **kwargs: stepped.append(1) or advance(*args, **kwargs))
+    model, (src, lens) = random_model(5), random_batch(6, size=10)
+    SEARCHES["beam"](model, src, lens, cuda_graphs=True, max_len_a=1.0, max_len_b=3)
+    [steps] = fake_cuda
+    assert steps.captures >= 2 and len(streams) == 1
+    assert len(stepped) == steps.captures + 1  # each capture's recorded step, and one warm-up
+    assert steps.capture_seconds > 0
+
+
 def test_graphs_outlive_a_call_and_serve_the_next_batch_of_the_same_shapes(fake_cuda, monkeypatch):
     """A second batch with the same buffer widths replays the first one's graphs, capturing
     nothing, and finds what the eager loop finds; the first call's results are copies, untouched

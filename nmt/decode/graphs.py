@@ -107,11 +107,13 @@ class CapturedSteps:
 
         Why one side stream, warmed up once: a warm-up runs outside the capture what must not
         happen inside it (the side stream's cuBLAS workspace, the first kernels loaded), and the
-        allocator keeps memory per stream. With a new stream per capture every warm-up allocated
-        afresh: on an H200, one pass of the attention model at beam 1 spent 0.31 s on 13
-        captures, against 0.03 s with one stream warmed up once (the same hypotheses;
-        benchmarks/README.md). A later capture of other shapes needs nothing more: the kernels
-        and cuBLAS's heuristics it meets are allowed inside a capture."""
+        allocator keeps memory per stream. A new stream per capture (torch hands them out from a
+        pool of 32) made a process's first captures warm up on fresh streams, allocating afresh:
+        on an H200, in a fresh process, the attention model's first pass at beam 1 spent 0.31 s
+        of its 0.62 s on 13 captures, against 0.03 s of 0.30 s with one stream warmed up once,
+        with the same hypotheses (benchmarks/README.md, `188e12b` → `f04ae6b`). A later capture of
+        other shapes needs nothing more: the kernels and cuBLAS's heuristics it meets are allowed
+        inside a capture (the GPU tests capture many shapes so)."""
         started = time.perf_counter()
         static = cloned(beam)
         if self.side is None:
