@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nmt.data.tokenizer import BOS, PAD
+from nmt.model import output_loss
 from nmt.model.rnn import StackedRNN, sequence_dropout_mask
 
 
@@ -79,9 +80,7 @@ class LanguageModel(nn.Module):
         h0, c0 = self._start(tokens_in.size(0), batch.first, tokens_in.device)
         raw, dropped, (h, c) = self._hidden(tokens_in, (h0, c0))  # (B, T, H) before and after dropout
         self._carry(tokens_in.size(0), h, c)
-        logits = self._logits(dropped)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), tokens_out.flatten(), ignore_index=PAD,
-                               reduction="sum", label_smoothing=label_smoothing)
+        loss = self._loss(dropped, tokens_out, label_smoothing)
         if self.training and (self.ar_alpha or self.tar_beta):
             real = (tokens_out != PAD).unsqueeze(2).to(raw.dtype)  # (B, T, 1)
             count = real.sum().clamp(min=1)
@@ -127,6 +126,16 @@ class LanguageModel(nn.Module):
         if self.variational:  # one mask per sequence ("locked" dropout)
             return x * sequence_dropout_mask(x.size(0), x.size(2), p, x)
         return F.dropout(x, p, True)
+
+    def _loss(self, out: torch.Tensor, tokens_out: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        """The summed cross-entropy of the outputs (B, T, H) against the next tokens (B, T)."""
+        if output_loss.applies(out, self.output.weight) and not label_smoothing:  # the CPU: in row chunks
+            out = self.project(out) if self.project is not None else out
+            return output_loss.output_cross_entropy(out.flatten(0, 1), self.output.weight, self.output.bias,
+                                                    tokens_out.flatten(), ignore_index=PAD, excluded=self.never_next)
+        logits = self._logits(out)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), tokens_out.flatten(), ignore_index=PAD,
+                               reduction="sum", label_smoothing=label_smoothing)
 
     def _logits(self, out: torch.Tensor) -> torch.Tensor:
         logits = self.output(self.project(out) if self.project is not None else out)

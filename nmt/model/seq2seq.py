@@ -35,6 +35,7 @@ from torch import nn
 from nmt.data.batching import ParallelBatch
 from nmt.data.tokenizer import PAD
 from nmt.device import host_to_device
+from nmt.model import output_loss
 from nmt.model.attention import Attention
 from nmt.model.pipeline import SplitOutput, spread, wavefront
 from nmt.model.rnn import StackedRNN, sequence_dropout_mask
@@ -340,6 +341,10 @@ class Seq2Seq(nn.Module):
         if isinstance(self.output, SplitOutput):
             return self.output.loss(hidden.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD,
                                     label_smoothing=label_smoothing)
+        if output_loss.applies(hidden, self.output.weight):  # the CPU: in row chunks (output_loss.py says why)
+            return output_loss.output_cross_entropy(hidden.flatten(0, 1), self.output.weight, self.output.bias,
+                                                    tgt_out.flatten(), ignore_index=PAD,
+                                                    label_smoothing=label_smoothing)
         logits = self.output(hidden)  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=PAD,
                                reduction="sum", label_smoothing=label_smoothing)
