@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,9 +88,11 @@ def samplers(prepared: Path, batch_size: int, seed: int) -> dict:
 
 def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
+    run_dir = workdir / f"run-{'static' if static else 'bucket'}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # this script's own folder: a run of an earlier call would refuse to start
     config = {"data": {"prepared": str(prepared)},
               "model": {"layers": 1, "hidden": 64, "embed": 32},
-              "train": {"run_dir": str(workdir / f"run-{'static' if static else 'bucket'}"), "device": "cpu",
+              "train": {"run_dir": str(run_dir), "device": "cpu",
                         "threads": 1, "batch_size": batch_size, "max_steps": 2, "log_every": 1, "eval_every": 1000,
                         "save_every": 1000, "static_shapes": static}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -109,6 +112,8 @@ def first_step(prepared: Path, workdir: Path, batch_size: int, static: bool) -> 
             peak_at_first = sampler.peak_single  # what starting took, before the run's later evaluation
     process.wait()
     sampler.join()
+    if process.returncode != 0:  # a run that did not train measures nothing: say why, write no record
+        raise SystemExit(f"nmt train exited with {process.returncode}:\n" + "\n".join(text for _, text in lines[-20:]))
     log = Path(config["train"]["run_dir"]) / "log.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     logged = next((e for e in events if e.get("event") == "first_step"), None)
