@@ -25,8 +25,24 @@ START_TIMEOUT = 180  # seconds: importing torch and loading a model on a busy 2-
 
 # The small limits of the servers most tests talk to, so that a test can reach each one cheaply.
 LIMITS = {"max_texts": 4, "max_chars": 200, "max_body_bytes": 4000, "max_beam": 6, "max_samples": 4}
-# A text of the toy corpus's words that takes the tiny model a second or so to search on a CPU.
+# A long text of the toy corpus's words. How long the tiny model takes to search it depends on the
+# machine, so a test that needs a busy server slows the search down itself (Server's search_delay).
 LONG_TEXT = " ".join(["wa0 wb1 wc2 wd3 we4"] * 25)
+
+# `python -m nmt ARGS` with every searched batch first waiting DELAY seconds per sentence: a test of
+# queues, timeouts and shutdown needs searches that are slow on any machine (a fast CI machine had
+# searched four long texts within a 1 s timeout). Only the test process patches it; nmt has no hook.
+SLOWED_SEARCH = """
+import runpy, sys, time
+from nmt.serve.batcher import Batcher
+delay, search = float(sys.argv.pop(1)), Batcher._search
+def slowed(self, batch):
+    time.sleep(delay * sum(len(span) for _, span in batch))
+    search(self, batch)
+Batcher._search = slowed
+sys.argv[0] = "nmt"
+runpy.run_module("nmt", run_name="__main__", alter_sys=True)
+"""
 
 
 def case_id(case: str) -> str:
@@ -70,12 +86,16 @@ class Reply:
 
 
 class Server:
-    """`nmt serve ARGS --port P` started and waited for (GET /health); `stop()` sends SIGTERM."""
+    """`nmt serve ARGS --port P` started and waited for (GET /health); `stop()` sends SIGTERM.
 
-    def __init__(self, *args, env: Optional[dict] = None):
+    search_delay: seconds each sentence waits before its batch is searched (SLOWED_SEARCH), for
+    tests that need the server busy for a known while."""
+
+    def __init__(self, *args, env: Optional[dict] = None, search_delay: float = 0.0):
         self.port = free_port()
         self.log = tempfile.TemporaryFile()  # not a pipe: a full pipe would block the server
-        command = [sys.executable, "-m", "nmt", "serve", *map(str, args), "--port", str(self.port)]
+        launch = ["-c", SLOWED_SEARCH, str(search_delay)] if search_delay else ["-m", "nmt"]
+        command = [sys.executable, *launch, "serve", *map(str, args), "--port", str(self.port)]
         self.process = subprocess.Popen(command, cwd=ROOT, env=nmt_env(env), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -169,9 +169,10 @@ def test_cross_origin_calls_are_not_allowed_by_default(server):
 
 @pytest.fixture(scope="module")
 def batching_server(trained_run):
-    """Batches of up to 8 sentences; a lone sentence waits up to 1 s for others."""
+    """Batches of up to 8 sentences; a lone sentence waits up to 1 s for others; each searched sentence
+    takes 0.1 s or more (a batch of 8: 0.8 s), so that a large request is slow on any machine."""
     started = Server("-m", f"toy={trained_run}", "--max-batch", "8", "--max-wait-ms", "1000", "--threads", "1",
-                     "--device", "cpu")
+                     "--device", "cpu", search_delay=0.1)
     yield started
     assert started.stop() == 0, started.output()
 
@@ -208,7 +209,7 @@ def test_concurrent_requests_are_merged_into_one_batch_with_the_answers_of_one_b
 
 def test_a_large_request_does_not_starve_a_small_one(batching_server):
     server = batching_server
-    big = {"text": [LONG_TEXT] * 16}  # batches of 8, each a second or more on a CPU
+    big = {"text": [LONG_TEXT] * 16}  # batches of 8, each 0.8 s or more
     replies = {}
     thread = threading.Thread(target=lambda: replies.update(big=server.post(big, timeout=300)))
     thread.start()
@@ -225,8 +226,9 @@ def test_a_large_request_does_not_starve_a_small_one(batching_server):
 
 
 def test_sigterm_answers_every_accepted_request_then_exits_0(trained_run):
-    server = Server("-m", f"toy={trained_run}", "--max-batch", "1", "--threads", "1", "--device", "cpu")
-    requests = [{"text": [LONG_TEXT, f"wa0 wb{i}"]} for i in range(1, 4)]  # one sentence at a time: seconds
+    server = Server("-m", f"toy={trained_run}", "--max-batch", "1", "--threads", "1", "--device", "cpu",
+                    search_delay=0.5)
+    requests = [{"text": [LONG_TEXT, f"wa0 wb{i}"]} for i in range(1, 4)]  # one sentence at a time: 3 s or more
     replies = [None] * len(requests)
 
     def client(i):

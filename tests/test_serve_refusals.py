@@ -162,10 +162,11 @@ def test_attention_from_a_model_without_attention_is_refused_before_searching(se
 
 @pytest.fixture(scope="module")
 def busy_server(trained_run):
-    """One sentence per batch, room for 4 waiting, answers within 1 s. Four long texts take longer:
-    one took 0.67 s on the 2-core CPU, so they take 2.7 s; a search twice as fast still takes 1.3."""
+    """One sentence per batch, room for 4 waiting, answers within 1 s. Each sentence's search is made
+    to take 0.6 s or more, so four take 2.4 s or more on any machine."""
     started = Server("-m", f"toy={trained_run}", "--max-batch", "1", "--max-queue", "4", "--max-texts", "4",
-                     "--request-timeout", "1", "--retry-after", "3", "--threads", "1", "--device", "cpu")
+                     "--request-timeout", "1", "--retry-after", "3", "--threads", "1", "--device", "cpu",
+                     search_delay=0.6)
     yield started
     assert started.stop() == 0, started.output()
 
@@ -207,7 +208,7 @@ def test_a_request_slower_than_the_timeout_answers_503_at_its_deadline(busy_serv
 
 def test_translate_requests_beyond_max_connections_get_a_json_503_and_the_rest_still_answers(trained_run):
     server = Server("-m", f"toy={trained_run}", "--max-connections", "1", "--max-batch", "1", "--retry-after", "3",
-                    "--threads", "1", "--device", "cpu")
+                    "--threads", "1", "--device", "cpu", search_delay=0.5)  # the four take 2 s or more
     try:
         replies = {}
         slow = threading.Thread(target=lambda: replies.update(slow=server.post({"text": [LONG_TEXT] * 4}, timeout=60)))
