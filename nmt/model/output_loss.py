@@ -4,8 +4,9 @@ The plain way, `F.cross_entropy(output(hidden), targets)`, holds the whole (N, V
 log-softmax and, in the backward pass, two more (N, V) gradients: 128 sentences of 80 tokens
 with an 8,000-word vocabulary are four tensors of 330 MB each. On a CPU that is memory traffic
 and page faults, not arithmetic: measured on the 2-core development machine, one thread, a
-64-wide layer, 10,368 rows x 8,000 words: 2.0-3.1 s per forward and backward, 0.57-0.96 s in
-chunks of 512 rows (`benchmarks/README.md`, "the output layer in chunks").
+64-wide layer, 10,368 rows x 8,000 words: 1.48 s per forward and backward, 0.68 s in chunks of
+524 rows (`scripts/benchmark_output_loss.py`; `benchmarks/README.md`, "the output layer in row
+chunks").
 
 Here each chunk of rows makes its logits z = h W^T + b (n, V), its loss, and, when a gradient
 is wanted, the gradient at once: d loss / dz = softmax(z) - (1 - e) onehot(y) - e / V (e the
