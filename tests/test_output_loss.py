@@ -59,6 +59,21 @@ def test_no_gradient_wanted_gives_the_loss_only(small_chunks):
     assert not got.requires_grad
 
 
+def test_under_no_grad_the_parameters_gradients_are_not_made(small_chunks, monkeypatch):
+    """Evaluation runs the loss under no_grad with parameters that require gradients: the chunks
+    must then compute the loss alone, not the gradients that no backward pass will read."""
+    made, softmax = [], torch.Tensor.exp_  # exp_ turns a chunk's logits into its gradient
+    monkeypatch.setattr(torch.Tensor, "exp_", lambda self: made.append("gradient") or softmax(self))
+    hidden = torch.randn(10, 4, requires_grad=True)
+    weight, bias = torch.randn(50, 4, requires_grad=True), torch.randn(50, requires_grad=True)
+    targets = torch.randint(1, 50, (10,))
+    with torch.no_grad():
+        got = output_loss.output_cross_entropy(hidden, weight, bias, targets, ignore_index=PAD)
+        expected = _reference(hidden, weight, bias, targets)
+    torch.testing.assert_close(got, expected)
+    assert made == [] and not got.requires_grad
+
+
 def test_every_row_ignored_is_a_zero_loss_with_zero_gradients():
     hidden = torch.randn(4, 3, requires_grad=True)
     weight = torch.randn(7, 3, requires_grad=True)

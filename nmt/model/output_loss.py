@@ -48,6 +48,9 @@ def output_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: Optio
     """
     if excluded is not None and label_smoothing:
         raise ValueError("excluded columns and label smoothing do not combine (the smoothing term is -inf)")
+    if not torch.is_grad_enabled():  # evaluation: a Function's forward would still make the gradients
+        hidden, weight = hidden.detach(), weight.detach()  # of inputs that require them; detached, it
+        bias = None if bias is None else bias.detach()  # makes the loss alone
     real = targets != ignore_index
     return _OutputCrossEntropy.apply(hidden[real], weight, bias, targets[real], float(label_smoothing), excluded)
 
