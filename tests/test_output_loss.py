@@ -102,6 +102,16 @@ def test_label_smoothing_with_excluded_columns_is_refused():
                                          ignore_index=PAD, label_smoothing=0.1, excluded=torch.tensor([1]))
 
 
+def test_the_chunks_are_used_on_the_cpu_in_float32_for_logits_larger_than_one_chunk(monkeypatch):
+    monkeypatch.setattr(output_loss, "CHUNK_LOGITS", 100)
+    weight = torch.zeros(10, 8)
+    assert output_loss.applies(torch.zeros(3, 5, 8), weight)  # 15 rows x 10 words: two chunks
+    assert not output_loss.applies(torch.zeros(2, 5, 8), weight)  # 100 logits: one chunk, the plain path
+    assert not output_loss.applies(torch.zeros(3, 5, 8, dtype=torch.float64), weight.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not output_loss.applies(torch.zeros(3, 5, 8), weight)
+
+
 def _plain_and_chunked(model, batch, monkeypatch):
     """The model's training loss and its gradients, with the chunked path and with it switched off."""
     results = []
