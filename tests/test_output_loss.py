@@ -22,7 +22,7 @@ def _reference(hidden, weight, bias, targets, smoothing=0.0, excluded=None):
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(output_loss, "CHUNK_LOGITS", 3 * 50)  # 3 rows per chunk at 50 words: 8 chunks of 23 rows
+    monkeypatch.setattr(output_loss, "CHUNK_LOGITS", 3 * 50)  # at 50 words, 3 rows, or the layer's width if larger
 
 
 @pytest.mark.parametrize("smoothing, with_bias, excluded", [

@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 
 # Rows per chunk: about 4M logits (16 MB of float32) at a time, enough rows for an efficient
-# matrix product at any vocabulary a recurrent model has (52 rows at 80,000 words).
+# matrix product at any vocabulary a recurrent model has (52 rows at 80,000 words); and never
+# fewer rows than the layer is wide, so that a chunk's logits are never smaller than the weight's
+# gradient. Each chunk adds its share into that whole (V, H) gradient: with the paper's 1000 x
+# 32,000 output, chunks of 131 rows read and wrote its 128 MB fifteen times for 1,920 rows and
+# made the pass slower than torch's (benchmarks/results/output-loss-cpu-e5ebbc5.json, 2 threads: 5.3 s against
+# 4.5 s); chunks of 1,000 rows do not.
 CHUNK_LOGITS = 1 << 22
 
 
@@ -70,7 +75,7 @@ class _OutputCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight) if want_weight else None
         grad_bias = torch.zeros_like(bias) if want_bias else None
         total = torch.zeros((), dtype=torch.float32)
-        rows = max(1, CHUNK_LOGITS // vocab)
+        rows = max(1, CHUNK_LOGITS // vocab, hidden.size(1))
         for start in range(0, hidden.size(0), rows):
             h, y = hidden[start:start + rows], targets[start:start + rows, None]  # (n, H), (n, 1)
             z = F.linear(h, weight, bias)  # (n, V)
