@@ -29,9 +29,9 @@ import torch.nn.functional as F
 # matrix product at any vocabulary a recurrent model has (52 rows at 80,000 words); and never
 # fewer rows than the layer is wide, so that a chunk's logits are never smaller than the weight's
 # gradient. Each chunk adds its share into that whole (V, H) gradient: with the paper's 1000 x
-# 32,000 output, chunks of 131 rows read and wrote its 128 MB fifteen times for 1,920 rows and
-# made the pass slower than torch's (benchmarks/results/output-loss-cpu-e5ebbc5.json, 2 threads: 5.3 s against
-# 4.5 s); chunks of 1,000 rows do not.
+# 32,000 output, chunks of 131 rows read and wrote its 128 MB fifteen times for 1,920 rows, and
+# the pass was slower than torch's (5.3 s against 4.5 s on 2 threads); in chunks of 1,000 rows it
+# is 1.12-1.20x faster (benchmarks/README.md, "the output layer in row chunks").
 CHUNK_LOGITS = 1 << 22
 
 
