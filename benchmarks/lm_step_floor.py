@@ -29,7 +29,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.lm_bare import Model  # noqa: E402
+from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
+from scripts.benchmark_train import captured  # noqa: E402  the one graph capture of the benchmarks
 
 ROWS, STEPS, VOCAB = 20, 35, 10000
 
@@ -46,20 +48,6 @@ def time_ms(run, repeats: int) -> float:
         end.synchronize()
         rounds.append(start.elapsed_time(end) / repeats)
     return sorted(rounds)[2]
-
-
-def as_graph(step):
-    """`step` captured as a CUDA graph (warmed up on a side stream first); returns its replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph.replay
 
 
 def bare_step(model, optimizer, x, y, state, bf16: bool):
@@ -127,14 +115,14 @@ def main() -> None:
         print(name, record["ms_per_step"][name], flush=True)
     record["eager_bf16_kernels"] = kernel_kinds(bare_step(model, optimizer, x, y, state, True))
     print(json.dumps(record["eager_bf16_kernels"]["ms_per_step"]), flush=True)
-    replay = as_graph(bare_step(model, optimizer, x, y, state, True))
+    replay = captured(bare_step(model, optimizer, x, y, state, True))
     record["ms_per_step"]["bare, graph, bf16"] = round(time_ms(replay, args.repeats), 4)
     print("bare, graph, bf16", record["ms_per_step"]["bare, graph, bf16"], flush=True)
 
     lstm = torch.nn.LSTM(1500, 1500, 2, dropout=0.65, batch_first=True).to(device)
     inputs = torch.randn(ROWS, STEPS, 1500, device=device, requires_grad=True)
     for name, bf16 in (("lstm, graph, bf16", True), ("lstm, graph, fp32", False)):
-        replay = as_graph(lstm_step(lstm, inputs, bf16))
+        replay = captured(lstm_step(lstm, inputs, bf16))
         record["ms_per_step"][name] = round(time_ms(replay, args.repeats), 4)
         print(name, record["ms_per_step"][name], flush=True)
     record["lstm_only_kernels_bf16"] = kernel_kinds(lstm_step(lstm, inputs, True))
@@ -142,7 +130,7 @@ def main() -> None:
     bare = record["ms_per_step"]["bare, eager, fp32"]
     record["three_times_bare_needs_ms"] = round(bare / 3, 4)
     record["tokens_per_second"] = {k: round(ROWS * STEPS / (v / 1000)) for k, v in record["ms_per_step"].items()}
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomically(args.out, json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: record[k] for k in ("ms_per_step", "three_times_bare_needs_ms", "tokens_per_second")}))
 
 

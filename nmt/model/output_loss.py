@@ -37,10 +37,9 @@ CHUNK_LOGITS = 1 << 22
 
 def applies(hidden: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the chunked path is used: float32 on the CPU, outside any autocast, for logits
-    larger than one chunk. Below that the whole logits are small and torch's fused path is faster:
-    the quickstart's 1,280 rows x 60 words took 3.8-4.5 ms per forward and backward in one chunk
-    against 2.1-2.6 ms plainly (2 threads, a timing on the development machine, not a record);
-    at 1,000-2,000 words the two were level."""
+    larger than one chunk. Below that the whole logits are small and torch's fused path is as fast
+    or faster: one chunk ran at 0.57-0.70x its speed for the quickstart's 1,280 rows x 60 words and
+    at 0.94-0.98x for 1,000 words (benchmarks/results/output-loss-cpu-df0d371.json)."""
     rows = hidden.numel() // hidden.size(-1) if hidden.size(-1) else 0
     return (hidden.device.type == "cpu" and hidden.dtype == weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and rows * weight.size(0) > CHUNK_LOGITS)
