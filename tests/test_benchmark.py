@@ -161,3 +161,14 @@ def test_read_lag_benchmark_counts_more_work_for_a_later_read(trained_run, toy_w
         assert [r["read_lag"] for r in rows] == [0, 2, 8]
         assert all(r["same_best_as_first_lag"] == r["sentences"] for r in rows)
         assert rows[0]["row_steps"] <= rows[1]["row_steps"] <= rows[2]["row_steps"]
+
+
+def test_pick_benchmark_runs_tiny_on_cpu(tmp_path):
+    """scripts/benchmark_pick.py end to end on the CPU: each case checked against torch's and timed."""
+    from scripts.benchmark_pick import main as pick_benchmark
+
+    out = tmp_path / "pick.json"
+    records = pick_benchmark(["--device", "cpu", "--tiny", "--steps", "2", "--out", str(out)])
+    assert [r["op"] for r in records] == ["topk", "topk", "argmax"]
+    assert all(r["torch_us"] > 0 and r["pruned_us"] > 0 and not r["toolkit_prunes"] for r in records)
+    assert json.loads(out.read_text()) == records

@@ -45,6 +45,7 @@ import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD
 from nmt.decode.graphs import EagerSteps, autocast_twin, bucketed_slots, bucketed_width, for_model
+from nmt.decode.topk import row_argmax, row_topk
 from nmt.device import device_to_host, host_to_device
 
 CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
@@ -207,16 +208,17 @@ def best_extensions(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Opti
     log_probs (n, K, V), scores (n, K) -> (candidate scores, source beam index, token), each
     (n, 2K). A hypothesis's score is the same for its whole row, so a group's 2K best extensions
     are among the 2K best tokens of each of its K rows: two small top-ks instead of adding the
-    scores to all K*V log-probabilities first (a pass over the largest tensor of the step).
-    With `ranking` (the bf16 logits, `ranking_of`) each row's best tokens are found in it, and
-    their log-probabilities gathered.
+    scores to all K*V log-probabilities first (a pass over the largest tensor of the step); on
+    CUDA each row's best are found by pruning (nmt/decode/topk.py). With `ranking` (the bf16
+    logits, `ranking_of`) each row's best tokens are found in it, and their log-probabilities
+    gathered.
     """
     n, k, vocab = log_probs.shape
     width = min(2 * k, k * vocab)
     if ranking is None:
-        per_row, token = log_probs.topk(min(width, vocab), dim=2)  # (n, K, w) each row's best, best first
+        per_row, token = row_topk(log_probs, min(width, vocab))  # (n, K, w) each row's best, best first
     else:
-        token = ranking.topk(min(width, vocab), dim=2).indices
+        token = row_topk(ranking, min(width, vocab))[1]
         per_row = log_probs.gather(2, token)
     best, flat = (scores.unsqueeze(2) + per_row).view(n, -1).topk(width, dim=1)
     return best, flat // per_row.size(2), token.view(n, -1).gather(1, flat)
@@ -229,7 +231,7 @@ def top_extension(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Option
 
 def most_likely(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Optional[torch.Tensor] = None):
     """Greedy search's pick (K = 1): the most likely allowed token (n, 1), the first of equals."""
-    return (log_probs if ranking is None else ranking)[:, 0].argmax(-1, keepdim=True)
+    return row_argmax((log_probs if ranking is None else ranking)[:, 0])
 
 
 def first_non_eos(tokens: torch.Tensor, beam: int) -> torch.Tensor:
