@@ -1,13 +1,15 @@
-"""The search's per-row pick, torch's operators against nmt/decode/topk.py's pruned forms.
+"""The search's pick, torch's operators against nmt/decode/topk.py's pruned forms.
 
-Each case is one call on random bf16 logits (the dtype the search ranks in under autocast),
-captured in a CUDA graph and replayed (the search replays its steps so): microseconds per call,
-the median over --steps replays, the graph's launch included. Cases:
-  topk     rows x V, k: the search's shapes (128 sentences x beam rows, k = 2 x beam) at the
-           Multi30k model's 6,000 and the paper model's 32,000 pieces, and V / k ratios around
-           topk.MIN_VOCAB_PER_K; torch.topk against pruned_topk at topk.window_for(V)
-  argmax   128 rows x V, V from 1,000 to 32,000: torch.argmax against pruned_argmax
-Each pruned result is checked against torch's (the same values; for argmax the same positions).
+Each case is one call on random scores, captured in a CUDA graph and replayed (the search replays
+its steps so): microseconds per call, over --steps replays, the graph's launch included. Cases:
+  extensions  beam search's pick for 128 sentences x K rows of V tokens, as the search makes it
+              under autocast (float32 log-probabilities, bf16 logits to rank in): beam.best_extensions
+              unpruned (a top-k per row, then per sentence) against topk.pruned_extensions, at
+              the Multi30k model's 6,000 and the paper model's 32,000 pieces, K = 1, 5, 12, and
+              smaller vocabularies around topk.MIN_VOCAB
+  argmax      greedy search's pick, 128 rows x V, V from 1,000 to 32,000: torch.argmax against
+              topk.pruned_argmax
+Each pruned result is checked against the unpruned one (the same scores; for argmax the same positions).
 
     python scripts/benchmark_pick.py --out benchmarks/results/decode/pick-h200.json
 
@@ -27,19 +29,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nmt.decode import topk  # noqa: E402
+from nmt.decode.beam import best_extensions  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_train import captured, timed  # noqa: E402
 
-TOPK_CASES = [(rows, vocab, 2 * beam) for vocab in (6000, 32000) for beam, rows in ((1, 128), (5, 640), (12, 1536))]
-TOPK_CASES += [(1536, vocab, 24) for vocab in (8000, 9600, 12000, 16000)] + [(640, vocab, 10) for vocab in (3000, 4000)]
+EXTENSION_CASES = [(128, beam, vocab) for vocab in (6000, 32000) for beam in (1, 5, 12)]
+EXTENSION_CASES += [(128, 5, vocab) for vocab in (1000, 2000, 4000)]
 ARGMAX_VOCABS = (1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000)
-TINY_TOPK, TINY_ARGMAX = [(8, 600, 4), (16, 1200, 10)], (1100,)
+TINY_EXTENSIONS, TINY_ARGMAX = [(4, 2, 600), (8, 5, 1200)], (1100,)
 
 
 def per_call(fn, device, steps: int) -> float:
     """Microseconds per call of fn: its CUDA graph's replay on CUDA, the call itself on the CPU."""
     return 1e6 * timed(captured(fn) if device.type == "cuda" else fn, device, steps)
+
+
+def unpruned(log_probs, scores, ranking):
+    """best_extensions as it runs off CUDA or below topk.MIN_VOCAB."""
+    kept = topk.PRUNED_ON
+    topk.PRUNED_ON = ()
+    try:
+        return best_extensions(log_probs, scores, ranking)
+    finally:
+        topk.PRUNED_ON = kept
 
 
 def main(argv=None) -> list[dict]:
@@ -65,15 +78,19 @@ def main(argv=None) -> list[dict]:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(args.out, json.dumps(records, indent=2) + "\n")
 
-    for rows, vocab, k in TINY_TOPK if args.tiny else TOPK_CASES:
-        x = logits(rows, vocab)
-        if not torch.equal(topk.pruned_topk(x, k)[0], x.topk(k).values):
-            raise SystemExit(f"pruned_topk differs from torch.topk at {rows} x {vocab}, k {k}")
-        mine, theirs = per_call(lambda: topk.pruned_topk(x, k), device, args.steps), \
-            per_call(lambda: x.topk(k), device, args.steps)
-        add({"op": "topk", "rows": rows, "vocab": vocab, "k": k, "window": topk.window_for(vocab),
-             "torch_us": theirs, "pruned_us": mine, "speedup": theirs / mine,
-             "toolkit_prunes": topk.prunes_topk(x, k)})
+    for sentences, k, vocab in TINY_EXTENSIONS if args.tiny else EXTENSION_CASES:
+        ranking = (3 * torch.randn(sentences, k, vocab, device=device, generator=g)).to(torch.bfloat16)
+        log_probs = torch.log_softmax(ranking.float(), -1)
+        scores = -5 * torch.rand(sentences, k, device=device, generator=g)
+        width = min(2 * k, k * vocab)
+        if not torch.equal(topk.pruned_extensions(log_probs, scores, width, ranking)[0],
+                           unpruned(log_probs, scores, ranking)[0]):
+            raise SystemExit(f"the pruned pick differs from the unpruned one at {sentences} x {k} x {vocab}")
+        mine = per_call(lambda: topk.pruned_extensions(log_probs, scores, width, ranking), device, args.steps)
+        theirs = per_call(lambda: unpruned(log_probs, scores, ranking), device, args.steps)
+        add({"op": "extensions", "rows": sentences * k, "beam": k, "vocab": vocab, "k": width,
+             "window": topk.window_for(vocab), "torch_us": theirs, "pruned_us": mine, "speedup": theirs / mine,
+             "toolkit_prunes": topk.prunes(log_probs)})
     for vocab in TINY_ARGMAX if args.tiny else ARGMAX_VOCABS:
         x = logits(128, vocab)
         if not torch.equal(topk.pruned_argmax(x), x.argmax(-1, keepdim=True)):

@@ -45,7 +45,7 @@ import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD
 from nmt.decode.graphs import EagerSteps, autocast_twin, bucketed_slots, bucketed_width, for_model
-from nmt.decode.topk import row_argmax, row_topk
+from nmt.decode.topk import pruned_extensions, prunes, row_argmax
 from nmt.device import device_to_host, host_to_device
 
 CHECK_EVERY = 8  # steps between the host's reads of "how many groups are done?"
@@ -208,17 +208,19 @@ def best_extensions(log_probs: torch.Tensor, scores: torch.Tensor, ranking: Opti
     log_probs (n, K, V), scores (n, K) -> (candidate scores, source beam index, token), each
     (n, 2K). A hypothesis's score is the same for its whole row, so a group's 2K best extensions
     are among the 2K best tokens of each of its K rows: two small top-ks instead of adding the
-    scores to all K*V log-probabilities first (a pass over the largest tensor of the step); on
-    CUDA each row's best are found by pruning (nmt/decode/topk.py). With `ranking` (the bf16
-    logits, `ranking_of`) each row's best tokens are found in it, and their log-probabilities
-    gathered.
+    scores to all K*V log-probabilities first (a pass over the largest tensor of the step). With
+    `ranking` (the bf16 logits, `ranking_of`) each row's best tokens are found in it, and their
+    log-probabilities gathered. On CUDA, with thousands of tokens, the pick is pruned to a few
+    windows of the scores instead (nmt/decode/topk.py): the same scores, in fewer passes.
     """
     n, k, vocab = log_probs.shape
     width = min(2 * k, k * vocab)
+    if prunes(log_probs):
+        return pruned_extensions(log_probs, scores, width, ranking)
     if ranking is None:
-        per_row, token = row_topk(log_probs, min(width, vocab))  # (n, K, w) each row's best, best first
+        per_row, token = log_probs.topk(min(width, vocab), dim=2)  # (n, K, w) each row's best, best first
     else:
-        token = row_topk(ranking, min(width, vocab))[1]
+        token = ranking.topk(min(width, vocab), dim=2).indices
         per_row = log_probs.gather(2, token)
     best, flat = (scores.unsqueeze(2) + per_row).view(n, -1).topk(width, dim=1)
     return best, flat // per_row.size(2), token.view(n, -1).gather(1, flat)

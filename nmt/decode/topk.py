@@ -1,29 +1,25 @@
-"""The search's per-row pick on CUDA: each row's k best tokens, or its best one, in fewer passes.
+"""The search's pick on CUDA, pruned: each group's best extensions, or each row's best token,
+found in a few windows of the scores instead of all of them.
 
-A search step ranks every row's V token scores: beam search takes each row's 2K best
-(`row_topk`), greedy search the best (`row_argmax`). On CUDA torch's topk over rows of thousands
-runs a radix select, about ten kernels that pass over the data once per 8-bit digit, and its
-argmax a reduction tuned badly for a hundred rows of a few thousand. Measured in CUDA graphs on an
-H200 (`scripts/benchmark_pick.py`, benchmarks/README.md "The search's pick"):
+A search step ranks every row's V token scores: beam search takes each group's 2K best
+extensions (nmt/decode/beam.py's best_extensions: the 2K best tokens of each of its K rows, by a
+top-k per row, then the 2K best of those), greedy search each row's best token (argmax). On CUDA
+torch's top-k over rows of thousands of values is a radix select, about ten kernels that read the
+data once per digit, and its argmax a reduction that is slow for a hundred rows of a few thousand.
 
-    rows x V, k              torch      pruned
-    640 x 6,000, 10           76 µs      53 µs   (the Multi30k model at beam 5)
-    1,536 x 6,000, 24        107 µs     115 µs   (beam 12: torch's kept, see MIN_VOCAB_PER_K)
-    640 x 32,000, 10         228 µs     102 µs   (the paper's model at beam 5)
-    1,536 x 32,000, 24       425 µs     201 µs   (at beam 12)
-    argmax 128 x 6,000        21 µs      11 µs
-    argmax 128 x 32,000       10 µs      20 µs   (torch's kept, see ARGMAX_VOCAB)
+Pruning: cut each row into windows of w values and take each window's maximum (one max-pool pass
+over the scores). A (row, window) pair's best extension is the row's hypothesis score plus that
+maximum. The W pairs of a group with the best of those hold the group's W best extensions: every
+extension better than the W-th best, x, lies in a pair whose best beats x, and there are fewer
+than W such pairs, so all are kept; each other kept pair holds an extension equal to x, or, when
+fewer than W pairs reach x, every extension equal to x is kept. So the top W of the kept pairs'
+W x w extensions has the scores of the unpruned pick exactly; among extensions of equal score at
+the W-th place the ones returned may differ (torch's top-k leaves that choice unspecified too).
+The argmax keeps torch's rule, the first of equal maxima: max-pool returns a window's first
+maximum, and argmax the first of equal windows.
 
-Pruning: cut a row into windows of w values, take each window's maximum (one max-pool pass over
-the row), keep the k windows with the largest maxima, and take the top k of their k * w values.
-Those windows hold a top k of the row: every value above the k-th largest, v, sits in a window
-whose maximum beats v, and there are fewer than k such windows, so all are kept; the other kept
-windows each hold a value equal to v or, when fewer than k windows reach v, every value equal to
-v is kept. So the values are torch.topk's exactly; among equal values at the k-th place the
-positions may differ (torch leaves that choice unspecified too). The argmax keeps torch's rule,
-the first of equal maxima: max-pool returns a window's first maximum, argmax the first window.
-
-On the CPU torch's own operators are kept: its topk is a partial sort, already one pass.
+Measured in CUDA graphs on an H200 by scripts/benchmark_pick.py (benchmarks/README.md, "The
+search's pick"). On the CPU torch's own operators stay: its top-k is already a partial sort.
 """
 
 from __future__ import annotations
@@ -34,25 +30,21 @@ import math
 import torch
 import torch.nn.functional as F
 
-PRUNED_ON = ("cuda",)  # device types the pruned forms run on (tests add "cpu")
-MIN_VOCAB_PER_K = 400  # row_topk prunes when V >= this x k (at 1,536 x 6,000, k = 24, V/k = 250, it lost)
-ARGMAX_VOCAB = (1024, 16384)  # row_argmax prunes for V in this range (torch's argmax won at 32,000)
+PRUNED_ON = ("cuda",)  # device types the pruned forms run on (the tests add "cpu")
+MIN_VOCAB = 2048  # fewer tokens: torch's top-k runs one small kernel per row, nothing to gain
+ARGMAX_VOCAB = (1024, 16384)  # pruned argmax for V in this range (torch's argmax won at 32,000)
 
 
 @functools.lru_cache(maxsize=None)
 def window_for(vocab: int) -> int:
-    """The window width: a divisor of V from 16 to 64, the nearest to 32 (no ragged last window),
-    else 32. (25 to 50 were the fastest widths measured at both vocabulary sizes.)"""
+    """The window width: a divisor of V from 16 to 64, the nearest to 32 (no short last window),
+    else 32. (Widths of 25 to 50 were the fastest measured, at 6,000 and 32,000 tokens.)"""
     return next((w for w in sorted(range(16, 65), key=lambda w: (abs(w - 32), w)) if vocab % w == 0), 32)
 
 
-def prunes_topk(x: torch.Tensor, k: int) -> bool:
-    return x.device.type in PRUNED_ON and x.size(-1) >= MIN_VOCAB_PER_K * k
-
-
-def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values, indices) of each row's k largest, best first, like x.topk(k, dim=-1)."""
-    return pruned_topk(x, k) if prunes_topk(x, k) else x.topk(k, dim=-1)
+def prunes(log_probs: torch.Tensor) -> bool:
+    """Whether beam search's pick over these (n, K, V) scores is pruned."""
+    return log_probs.device.type in PRUNED_ON and log_probs.size(-1) >= MIN_VOCAB
 
 
 def prunes_argmax(x: torch.Tensor) -> bool:
@@ -66,29 +58,42 @@ def row_argmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def _window_maxima(rows: torch.Tensor, w: int, indices: bool = False):
-    """rows (R, V) -> each window's maximum (R, C), C = ceil(V / w), and with `indices` where in the row it is."""
+    """rows (R, V) -> each window's maximum (R, C), C = ceil(V / w); with `indices`, also where in the row it is."""
     found = F.max_pool1d(rows.unsqueeze(1), w, w, ceil_mode=True, return_indices=indices)
     return tuple(t.squeeze(1) for t in found) if indices else found.squeeze(1)
 
 
-def pruned_topk(x: torch.Tensor, k: int, window: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """row_topk by pruning to the k windows of `window` values (0: window_for(V)) with the largest maxima."""
-    vocab = x.size(-1)
+def pruned_extensions(log_probs: torch.Tensor, scores: torch.Tensor, width: int,
+                      ranking: torch.Tensor | None = None, window: int = 0):
+    """Beam search's pick (beam.best_extensions), pruned: log_probs (n, K, V), scores (n, K) ->
+    each group's `width` best extensions, best first, as (score, row in the group, token), each
+    (n, width). `window`: the width of a window (0: window_for(V)). With `ranking` (n, K, V),
+    each row's tokens in the order of its log_probs (beam.ranking_of), the windows' maxima are
+    found in it, and their log-probabilities gathered."""
+    n, k, vocab = log_probs.shape
     w = window or window_for(vocab)
-    rows = x.reshape(-1, vocab)
-    maxima = _window_maxima(rows, w)  # (R, C)
-    if maxima.size(1) <= k:  # nothing to prune
-        return x.topk(k, dim=-1)
-    windows = maxima.topk(k, dim=1, sorted=False).indices  # (R, k)
-    cols = torch.add(torch.arange(w, device=x.device), windows.unsqueeze(2), alpha=w).view(rows.size(0), k * w)
-    if vocab % w:  # the last window is short: its missing places point at the last value, ranked last
-        outside = cols >= vocab
-        values = rows.gather(1, cols.clamp_(max=vocab - 1)).masked_fill_(outside, -math.inf)
+    flat = log_probs.view(n * k, vocab)
+    if ranking is None:
+        maxima = _window_maxima(flat, w)  # (n*K, C)
     else:
-        values = rows.gather(1, cols)
-    best, at = values.topk(k, dim=1)
-    shape = (*x.shape[:-1], k)
-    return best.view(shape), cols.gather(1, at).view(shape)
+        maxima = flat.gather(1, _window_maxima(ranking.reshape(n * k, vocab), w, indices=True)[1])
+    windows = maxima.size(1)
+    if k * windows <= width:  # too few pairs to prune: every extension, ranked
+        best, at = (scores.unsqueeze(2) + log_probs).view(n, -1).topk(width, dim=1)
+        return best, at // vocab, at % vocab
+    pairs = (scores.view(n * k, 1) + maxima).view(n, k * windows).topk(width, dim=1, sorted=False).indices
+    row = pairs // windows  # (n, W): each kept pair's row in the group, and below its tokens
+    cols = torch.add(torch.arange(w, device=flat.device), (pairs % windows).unsqueeze(2), alpha=w)  # (n, W, w)
+    short = vocab % w != 0
+    if short:  # the last window's missing places: read the last token, then rank them last
+        outside = cols >= vocab
+        cols = cols.clamp_(max=vocab - 1)
+    values = log_probs.view(n, k * vocab).gather(1, torch.add(cols, row.unsqueeze(2), alpha=vocab).view(n, -1))
+    if short:
+        values = values.masked_fill_(outside.view(n, -1), -math.inf)
+    candidates = scores.gather(1, row).unsqueeze(2) + values.view(n, width, w)  # the unpruned pick's sums
+    best, at = candidates.view(n, -1).topk(width, dim=1)
+    return best, row.gather(1, at // w), cols.view(n, -1).gather(1, at)
 
 
 def pruned_argmax(x: torch.Tensor, window: int = 32) -> torch.Tensor:
