@@ -284,6 +284,23 @@ def test_search_stops_at_the_first_check_after_every_sentence_is_done(monkeypatc
         [hyps] = beam_search(ScriptedDecoder(TABLE), *ONE_SOURCE, beam=2, max_len_a=0, max_len_b=10, n_best=2,
                              counts=counts)
         assert [h.tokens for h in hyps] == [[B], [A, A]] and counts.steps == steps and counts.row_steps == 2 * steps
+        assert counts.live_row_steps == 2 * 3  # done after its third step: the rest waited for the check
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_live_row_steps_count_each_sentence_until_it_is_done(monkeypatch, beam):
+    """K rows per sentence for each step until its K-th hypothesis finished or its length limit:
+    fewer than the rows in the batch, which keeps done sentences until a check drops them."""
+    from nmt.decode import beam as loop
+    from nmt.decode.search import Counts
+
+    monkeypatch.setattr(loop, "CHECK_EVERY", 4)
+    model, (src, lens) = random_model(7), random_batch(8, size=9)
+    counts = Counts()
+    found = beam_search(model, src, lens, beam=beam, n_best=beam, max_len_a=1.0, max_len_b=4, counts=counts)
+    limits = (lens * 1.0 + 4).long()
+    expected = beam * sum(min(max(len(h.tokens) for h in hyps) + 1, int(limit)) for hyps, limit in zip(found, limits))
+    assert counts.live_row_steps == expected < counts.row_steps
 
 
 def test_a_sentence_whose_hypotheses_all_die_gets_an_empty_one():

@@ -104,8 +104,19 @@ class Counts:
 
     steps: int = 0
     row_steps: int = 0
+    live_row_steps: int = 0  # of those, the rows of groups not done yet (`live_row_steps`): done ones wait to leave
     captures: int = 0  # search steps captured as CUDA graphs (each costs a recording, the first a warm-up step too)
     capture_seconds: float = 0.0  # the host's time in those captures
+
+
+def live_row_steps(finished: Finished, max_len: torch.Tensor) -> int:
+    """The row-steps a search's groups needed, from its results on the host: K rows for each step
+    until the group was done, that is until its K-th hypothesis finished (at the step of its
+    length), or else to its maximum length max_len (G,)."""
+    k = finished.length.size(1) - 1
+    lengths = finished.length[:, :k]
+    done_at = torch.where((lengths >= 0).all(1), lengths.max(1).values + 1, max_len)
+    return k * int(done_at.sum())
 
 
 class Pending:

@@ -115,8 +115,15 @@ def _launched(model, src, src_lens, *, k: int, samples: int, pick, n_best: int, 
               for lengths, a, b in ((min_lengths, min_len_a, min_len_b), (max_lengths, max_len_a, max_len_b))]
     pending = loop.run(model, src, src_lens, k=k, samples=samples, pick=pick, min_len=limits[0], max_len=limits[1],
                        no_repeat_ngram=no_repeat_ngram, cuda_graphs=cuda_graphs, counts=counts, encoded=encoded)
-    return lambda: collect(pending.finished(), groups_per_sentence=samples, n_best=n_best,
-                           length_penalty=length_penalty, word_penalty=word_penalty)
+
+    def read() -> list[list[Hypothesis]]:
+        finished = pending.finished()
+        if counts is not None:
+            counts.live_row_steps += loop.live_row_steps(finished, limits[1])
+        return collect(finished, groups_per_sentence=samples, n_best=n_best, length_penalty=length_penalty,
+                       word_penalty=word_penalty)
+
+    return read
 
 
 def _searched(model, src, src_lens, **kwargs) -> list[list[Hypothesis]]:
