@@ -59,6 +59,8 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--windows", default="0", help="window widths to time the pruned pick at, comma-separated "
+                                                        "(0: the toolkit's, topk.window_for)")
     parser.add_argument("--tiny", action="store_true", help="a few small cases (a CPU smoke test)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -71,7 +73,8 @@ def main(argv=None) -> list[dict]:
 
     def add(record: dict) -> None:
         records.append({**record, **header})
-        print(f"{record['op']:6} {record['rows']:5} x {record['vocab']:6} k {record.get('k', 1):3}: torch "
+        print(f"{record['op']:6} {record['rows']:5} x {record['vocab']:6} k {record.get('k', 1):3} "
+              f"w {record['window']:3}: torch "
               f"{record['torch_us']:7.1f} us, pruned {record['pruned_us']:7.1f} us ({record['speedup']:.2f}x); "
               f"the toolkit prunes: {record['toolkit_prunes']}")
         if args.out:
@@ -83,14 +86,16 @@ def main(argv=None) -> list[dict]:
         log_probs = torch.log_softmax(ranking.float(), -1)
         scores = -5 * torch.rand(sentences, k, device=device, generator=g)
         width = min(2 * k, k * vocab)
-        if not torch.equal(topk.pruned_extensions(log_probs, scores, width, ranking)[0],
-                           unpruned(log_probs, scores, ranking)[0]):
-            raise SystemExit(f"the pruned pick differs from the unpruned one at {sentences} x {k} x {vocab}")
-        mine = per_call(lambda: topk.pruned_extensions(log_probs, scores, width, ranking), device, args.steps)
         theirs = per_call(lambda: unpruned(log_probs, scores, ranking), device, args.steps)
-        add({"op": "extensions", "rows": sentences * k, "beam": k, "vocab": vocab, "k": width,
-             "window": topk.window_for(vocab), "torch_us": theirs, "pruned_us": mine, "speedup": theirs / mine,
-             "toolkit_prunes": topk.prunes(log_probs)})
+        for window in map(int, args.windows.split(",")):
+            if not torch.equal(topk.pruned_extensions(log_probs, scores, width, ranking, window)[0],
+                               unpruned(log_probs, scores, ranking)[0]):
+                raise SystemExit(f"the pruned pick differs from the unpruned one at {sentences} x {k} x {vocab}")
+            mine = per_call(lambda: topk.pruned_extensions(log_probs, scores, width, ranking, window), device,
+                            args.steps)
+            add({"op": "extensions", "rows": sentences * k, "beam": k, "vocab": vocab, "k": width,
+                 "window": window or topk.window_for(vocab), "toolkit_window": window == 0, "torch_us": theirs,
+                 "pruned_us": mine, "speedup": theirs / mine, "toolkit_prunes": topk.prunes(log_probs)})
     for vocab in TINY_ARGMAX if args.tiny else ARGMAX_VOCABS:
         x = logits(128, vocab)
         if not torch.equal(topk.pruned_argmax(x), x.argmax(-1, keepdim=True)):

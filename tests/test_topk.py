@@ -93,9 +93,11 @@ def test_pruned_argmax_is_argmax_first_of_equals(vocab, window):
 
 
 def test_window_divides_the_vocabulary_when_it_can():
-    assert topk.window_for(6000) == 30 and topk.window_for(32000) == 32 and topk.window_for(8000) == 32
-    assert topk.window_for(7919) == 32  # a prime: a short last window
-    assert all(16 <= topk.window_for(v) <= 64 for v in range(100, 3000, 37))
+    assert topk.window_for(6000) == 50 and topk.window_for(32000) == 125 and topk.window_for(8000) == 64
+    assert topk.window_for(7919) == 63  # a prime: a short last window
+    for vocab in range(100, 40000, 37):
+        target = max(8, round((vocab / 2) ** 0.5))
+        assert 0.75 <= topk.window_for(vocab) / target <= 1.25
 
 
 def test_the_cpu_keeps_torch_operators(monkeypatch):
@@ -130,6 +132,7 @@ def test_a_pruning_search_finds_the_same_hypotheses(monkeypatch, size, options):
     plain = searched()
     monkeypatch.setattr(topk, "PRUNED_ON", ("cuda", "cpu"))
     monkeypatch.setattr(topk, "MIN_VOCAB", 1)
+    monkeypatch.setattr(topk, "ARGMAX_VOCAB", (1, 10 ** 9))
     calls = []
     for owner, name in ((beam, "pruned_extensions"), (topk, "pruned_argmax")):
         function = getattr(owner, name)
@@ -158,7 +161,7 @@ def test_the_pruned_pick_on_cuda(dtype):
             assert torch.equal(best.cpu(), beam.best_extensions(*plain)[0])
             assert torch.equal(scores.gather(1, rows) + log_probs[torch.arange(n, device="cuda").unsqueeze(1), rows,
                                                                   tokens], best)
-    for vocab in (1024, 6000, 16384):
+    for vocab in (4000, 6000, 8192):
         x = torch.randn(128, vocab, device="cuda", generator=g).to(dtype)
         assert topk.prunes_argmax(x)
         assert torch.equal(topk.row_argmax(x), x.argmax(-1, keepdim=True))
