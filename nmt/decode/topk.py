@@ -18,8 +18,16 @@ the W-th place the ones returned may differ (torch's top-k leaves that choice un
 The argmax keeps torch's rule, the first of equal maxima: max-pool returns a window's first
 maximum, and argmax the first of equal windows.
 
-Measured in CUDA graphs on an H200 by scripts/benchmark_pick.py (benchmarks/README.md, "The
-search's pick"). On the CPU torch's own operators stay: its top-k is already a partial sort.
+Measured in CUDA graphs on an H200 by scripts/benchmark_pick.py (results/decode/pick-8fba398-h200.json,
+benchmarks/README.md), 128 sentences, microseconds per pick:
+
+    beam x V            unpruned   pruned        argmax, 128 x V     torch   pruned
+    5 x 6,000             101.5     77.1          6,000               21.2    10.8
+    12 x 6,000            147.0    109.7          8,000               27.3    10.9
+    5 x 32,000            260.1    130.9          12,000 (torch's)     6.2    13.6
+    12 x 32,000           455.0    212.9          32,000 (torch's)     9.9    19.4
+
+On the CPU torch's own operators stay: its top-k is already a partial sort.
 """
 
 from __future__ import annotations
