@@ -172,3 +172,15 @@ def test_pick_benchmark_runs_tiny_on_cpu(tmp_path):
     assert [r["op"] for r in records] == ["extensions", "extensions", "argmax"]
     assert all(r["torch_us"] > 0 and r["pruned_us"] > 0 and not r["toolkit_prunes"] for r in records)
     assert json.loads(out.read_text()) == records
+
+
+def test_normalizer_benchmark_runs_tiny_on_cpu(tmp_path):
+    """scripts/benchmark_normalizer.py end to end on the CPU: every form timed, each log-sum-exp near float64's."""
+    from scripts.benchmark_normalizer import main as normalizer_benchmark
+
+    out = tmp_path / "normalizer.json"
+    records = normalizer_benchmark(["--device", "cpu", "--tiny", "--steps", "2", "--out", str(out)])
+    assert [r["dtype"] for r in records] == ["float16", "bfloat16"]
+    assert all(r[f"{name}_us"] > 0 for r in records for name in ("log_softmax", "lse_float32", "lse_half"))
+    assert all(r["lse_float32_max_error"] < 1e-4 and r["lse_half_max_error"] < 0.1 for r in records)
+    assert json.loads(out.read_text()) == records
