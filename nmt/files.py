@@ -66,6 +66,13 @@ def write_atomically(path: Path, text: str, inputs: Sequence[Path] = ()) -> None
         raise DataError(f"cannot write {path}: {e.strerror}") from None
 
 
+def write_json(path: Path, value) -> None:
+    """`value` as indented JSON into `path` (write_atomically), its folder made first: how the
+    benchmark scripts write their records after each measurement, so a run cut short keeps them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(value, indent=2) + "\n")
+
+
 def read_json(path: Path, required: Optional[dict] = None, *, error: type[NmtError] = DataError,
               fix: str = "write it again") -> dict:
     """A JSON object from `path`, with the `required` keys (key -> type); else one `error` naming

@@ -29,7 +29,6 @@ batch, longest first, as `Translator` batches them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer  # noqa: E402
 from nmt.decode import beam as loop  # noqa: E402
 from nmt.decode.search import Counts, search_batches  # noqa: E402
 from nmt.device import autocast  # noqa: E402
-from nmt.files import write_atomically  # noqa: E402
+from nmt.files import write_json  # noqa: E402
 from nmt.model.seq2seq import build_model  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_train import captured, guarded, timed  # noqa: E402
@@ -220,8 +219,7 @@ def main(argv=None) -> list[dict]:
             extra += f"  (a second pass: {record['second_pass']['ratio_to_ceiling']:.2f})"
         print(f"{record['kind']:8} {record['arch']:9} beam {record['beam']:2} {record.get('mode', ''):7} {rate}{extra}")
         if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(args.out, json.dumps(records, indent=2) + "\n")
+            write_json(args.out, records)
 
     modes = ["eager", "graphs"] if device.type == "cuda" else ["eager"]
     for arch in args.archs.split(","):

@@ -19,7 +19,6 @@ float64. Forms:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nmt.files import write_atomically  # noqa: E402
+from nmt.files import write_json  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_pick import per_call  # noqa: E402
 
@@ -70,8 +69,7 @@ def main(argv=None) -> list[dict]:
                 f"{name} {record[name + '_us']:7.1f} us" for name in FORMS)
                 + f"  errors {record['lse_float32_max_error']:.1e} / {record['lse_half_max_error']:.1e}")
             if args.out:
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                write_atomically(args.out, json.dumps(records, indent=2) + "\n")
+                write_json(args.out, records)
     return records
 
 

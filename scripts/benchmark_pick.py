@@ -19,7 +19,6 @@ Each pruned result is checked against the unpruned one (the same scores; for arg
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from nmt.decode import topk  # noqa: E402
 from nmt.decode.beam import best_extensions  # noqa: E402
-from nmt.files import write_atomically  # noqa: E402
+from nmt.files import write_json  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_train import captured, timed  # noqa: E402
 
@@ -78,8 +77,7 @@ def main(argv=None) -> list[dict]:
               f"{record['torch_us']:7.1f} us, pruned {record['pruned_us']:7.1f} us ({record['speedup']:.2f}x); "
               f"the toolkit prunes: {record['toolkit_prunes']}")
         if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(args.out, json.dumps(records, indent=2) + "\n")
+            write_json(args.out, records)
 
     for sentences, k, vocab in TINY_EXTENSIONS if args.tiny else EXTENSION_CASES:
         ranking = (3 * torch.randn(sentences, k, vocab, device=device, generator=g)).to(torch.bfloat16)

@@ -26,7 +26,6 @@ import argparse
 import collections
 import contextlib
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from nmt.decode import beam as loop  # noqa: E402
 from nmt.decode import graphs  # noqa: E402
 from nmt.decode import search as search_module  # noqa: E402
-from nmt.files import write_atomically  # noqa: E402
+from nmt.files import write_json  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_decode import arch_config, batches, random_model, source_lengths, timed_search  # noqa: E402
 
@@ -135,8 +134,7 @@ def main(argv=None) -> list[dict]:
                   f"{profiled['busy_fraction']:.0%} of a profiled pass; host "
                   + ", ".join(f"{name} {seconds:.3f} s" for name, (seconds, _) in sorted(totals.items())))
             if args.out:
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                write_atomically(args.out, json.dumps(records, indent=2) + "\n")
+                write_json(args.out, records)
     return records
 
 

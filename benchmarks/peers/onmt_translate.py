@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ from nmt.config import replace  # noqa: E402
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK  # noqa: E402
 from nmt.decode.search import max_lengths  # noqa: E402
 from nmt.device import autocast  # noqa: E402
-from nmt.files import write_atomically  # noqa: E402
+from nmt.files import write_json  # noqa: E402
 from nmt.model.seq2seq import reverse_padded  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_decode import (arch_config, batches, random_model, source_lengths, timed_search,  # noqa: E402
@@ -291,8 +290,7 @@ def main(argv=None) -> list[dict]:
                   f" {record['sentences_per_second']:9.1f} sent/s {record['row_steps_per_second']:12,.0f} row-steps/s"
                   f"{extra}", flush=True)
         if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(args.out, json.dumps(records, indent=2) + "\n")
+            write_json(args.out, records)
 
     modes = args.ours_modes.split(",") if args.ours_modes else (["eager", "graphs"] if device.type == "cuda"
                                                                else ["eager"])
