@@ -14,11 +14,18 @@ batch, longest first, as `Translator` batches them.
   ceiling   one bare decoder step at 128 x beam rows, without the toolkit: embedding, an nn.LSTM
             step, (the attention and input feeding), the output layer, log_softmax and the top 2K
             of each sentence's K x V candidates; captured in a CUDA graph on CUDA: row-steps/s
-  ratio     search row-steps/s over the ceiling's (the goal's figure: one pass, its captures
-            included); with graphs, `second_pass` times the set once more with every shape
-            already captured, as a server or the next file of a run would see it. `live_`: the
-            same with only the rows of sentences not done yet (a done sentence's rows stay in the
-            batch a few steps, until the host reads the done count and enough are done to drop)
+  model step  the stricter ceiling (since the ninth session): the decoder's own step alone,
+            from the previous tokens to the float32 log-probabilities, with its weights already
+            in bf16 (the ceiling above runs under autocast, which recasts every float32 weight
+            inside its graph at every step) and no pick; the output layer once in bf16 and once
+            in float16 (whose float32 log-softmax is one kernel), the faster kept: what the
+            issue's table calls one bare decoder step, and all a search must add to is the pick
+  ratio     search row-steps/s over the ceiling's (one pass, its captures included); with
+            graphs, `second_pass` times the set once more with every shape already captured, as
+            a server or the next file of a run would see it. `live_`: the same with only the
+            rows of sentences not done yet (a done sentence's rows stay in the batch a few
+            steps, until the host reads the done count and enough are done to drop).
+            `_to_model_step`: the same against the model step (the goal's figure)
 
     python scripts/benchmark_decode.py --src /work/shared/data/newstest2014/newstest2014.en-fr.en \\
         --out benchmarks/results/decode-speed-h200.json
@@ -142,6 +149,7 @@ class BareStep:
     beam: int
     src_len: int
     device: torch.device
+    pick: bool = True  # the top 2K of each sentence's candidates too (`in_dtype` turns it off)
 
     def __post_init__(self):
         m, vocab = self.config.model, self.config.data.tgt_vocab_size
@@ -160,6 +168,18 @@ class BareStep:
             self.keys = self.key_proj(self.memory).detach()
             self.feed = torch.zeros(rows, h, device=self.device)
 
+    def in_dtype(self, dtype: torch.dtype, output: torch.dtype) -> "BareStep":
+        """The same step with its weights and inputs in `dtype` once (not recast at every step by
+        autocast), the output layer's in `output`; called without autocast, without the pick."""
+        for module in (self.embed, self.lstm, *((self.key_proj, self.combine) if self.attention else ())):
+            module.to(dtype)
+        self.output.to(output)
+        self.pick = False
+        self.state = tuple(s.to(dtype) for s in self.state)
+        if self.attention:
+            self.memory, self.keys, self.feed = (x.to(dtype) for x in (self.memory, self.keys, self.feed))
+        return self
+
     @torch.no_grad()
     def __call__(self):
         x = self.embed(self.prev)
@@ -169,8 +189,11 @@ class BareStep:
         if self.attention:  # a sentence's K queries against its one memory row: (n, K, S)
             query = out.view(self.sentences, self.beam, -1)
             weights = torch.softmax(query @ self.keys.transpose(1, 2), -1)
-            out = torch.tanh(self.combine(torch.cat([weights @ self.memory, query], -1)))
-        log_probs = F.log_softmax(self.output(out.reshape(-1, out.size(-1))).float(), -1)
+            out = torch.tanh(self.combine(torch.cat([weights.to(query.dtype) @ self.memory, query], -1)))
+        out = out.reshape(-1, out.size(-1))
+        if not self.pick:  # the model step alone: float32 log-probabilities, upcast inside the kernel
+            return F.log_softmax(self.output(out.to(self.output.weight.dtype)), -1, dtype=torch.float32)
+        log_probs = F.log_softmax(self.output(out).float(), -1)
         candidates = self.scores + log_probs.view(self.sentences, self.beam, -1)
         return candidates.view(self.sentences, -1).topk(2 * self.beam, dim=1)
 
@@ -186,6 +209,28 @@ def bare_ceiling(config, sentences, beam, src_len, device, *, steps: int, bf16: 
 
     seconds = timed(captured(run) if device.type == "cuda" else run, device, steps)
     return {"rows": sentences * beam, "step_ms": 1000 * seconds, "row_steps_per_second": sentences * beam / seconds}
+
+
+def model_step_ceiling(config, sentences, beam, src_len, device, *, steps: int, bf16: bool) -> dict:
+    """The decoder's step alone (`BareStep.in_dtype`), its output layer in bf16 and in float16 (the
+    faster kept; both recorded), in a CUDA graph on CUDA; float32 throughout without bf16."""
+    outputs = (torch.bfloat16, torch.float16) if bf16 and device.type == "cuda" else (torch.float32,)
+    found = {}
+    for output in outputs:
+        torch.manual_seed(0)
+        step = BareStep(config, sentences, beam, src_len, device).in_dtype(outputs[0], output)
+        found[str(output).removeprefix("torch.")] = timed(captured(step) if device.type == "cuda" else step,
+                                                          device, steps)
+    seconds = min(found.values())
+    return {"rows": sentences * beam, "step_ms": 1000 * seconds, "row_steps_per_second": sentences * beam / seconds,
+            "output_layer_step_ms": {name: round(1000 * s, 4) for name, s in found.items()}}
+
+
+def ratios(timed: dict, bares: dict) -> dict:
+    """A search's row-steps/s (all rows, and live ones) over each bare step's: {name: record}."""
+    return {f"{prefix}ratio_to_{name}": round(timed[rate] / bare["row_steps_per_second"], 3)
+            for name, bare in bares.items() if "error" not in bare
+            for prefix, rate in (("", "row_steps_per_second"), ("live_", "live_row_steps_per_second"))}
 
 
 def main(argv=None) -> list[dict]:
@@ -213,10 +258,14 @@ def main(argv=None) -> list[dict]:
     def add(record: dict) -> None:  # written after every measurement: a run cut short keeps its figures
         records.append({**record, **header})
         rate = f"{record['row_steps_per_second']:>12,.0f} row-steps/s" if "error" not in record else record["error"]
-        extra = f"  {record['sentences_per_second']:8.1f} sent/s  {record['ratio_to_ceiling']:.2f} of ceiling" \
-            if record.get("kind") == "search" and "error" not in record else ""
-        if "second_pass" in record:
-            extra += f"  (a second pass: {record['second_pass']['ratio_to_ceiling']:.2f})"
+        extra = ""
+        if record.get("kind") == "search" and "error" not in record:
+            extra = f"  {record['sentences_per_second']:8.1f} sent/s" + "".join(
+                f"  {record[key]:.2f} of the {name}" for key, name in (("ratio_to_ceiling", "ceiling"),
+                                                                        ("ratio_to_model_step", "model step"))
+                if key in record)
+        if "second_pass" in record and "ratio_to_model_step" in record["second_pass"]:
+            extra += f"  (a second pass: {record['second_pass']['ratio_to_model_step']:.2f})"
         print(f"{record['kind']:8} {record['arch']:9} beam {record['beam']:2} {record.get('mode', ''):7} {rate}{extra}")
         if args.out:
             write_json(args.out, records)
@@ -232,22 +281,21 @@ def main(argv=None) -> list[dict]:
             ceiling = guarded(bare_ceiling, config, args.batch, beam, src_len, device, steps=args.ceiling_steps,
                               bf16=bf16)
             add({"kind": "ceiling", **common, "mode": "graph" if device.type == "cuda" else "eager", **ceiling})
+            strict = guarded(model_step_ceiling, config, args.batch, beam, src_len, device, steps=args.ceiling_steps,
+                             bf16=bf16)
+            add({"kind": "model step", **common, "mode": "graph" if device.type == "cuda" else "eager", **strict})
             for mode in modes:
                 options = config.decode.override(beam=beam, n_best=1, batch_size=args.batch,
                                                  cuda_graphs=mode == "graphs")
                 result = guarded(timed_search, model, data, options, device, bf16)
-                if "error" not in result and "error" not in ceiling:
-                    def of_ceiling(timed: dict, rate: str = "row_steps_per_second") -> float:
-                        return round(timed[rate] / ceiling["row_steps_per_second"], 3)
-
-                    result["ratio_to_ceiling"] = of_ceiling(result)
-                    result["live_ratio_to_ceiling"] = of_ceiling(result, "live_row_steps_per_second")
+                if "error" not in result:
+                    bares = {"ceiling": ceiling, "model_step": strict}
+                    result.update(ratios(result, bares))
                     if mode == "graphs":  # the set again, every shape captured: what a server or a second file sees
                         again = timed_search(model, data, options, device, bf16)
-                        result["second_pass"] = {key: again[key] for key in ("seconds", "captures",
-                                                                              "sentences_per_second")}
-                        result["second_pass"]["ratio_to_ceiling"] = of_ceiling(again)
-                        result["second_pass"]["live_ratio_to_ceiling"] = of_ceiling(again, "live_row_steps_per_second")
+                        result["second_pass"] = {**{key: again[key] for key in ("seconds", "captures",
+                                                                                "sentences_per_second")},
+                                                 **ratios(again, bares)}
                 add({"kind": "search", **common, "mode": mode, **result})
     return records
 

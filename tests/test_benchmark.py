@@ -114,11 +114,16 @@ def test_decode_benchmark_runs_tiny_on_cpu(tmp_path):
     assert json.loads(out.read_text()) == records
     assert not [r for r in records if "error" in r]
     assert {(r["kind"], r["arch"], r["beam"]) for r in records} == {
-        (kind, arch, beam) for kind in ("ceiling", "search") for arch in ("paper", "attention") for beam in (1, 3)}
+        (kind, arch, beam) for kind in ("ceiling", "model step", "search") for arch in ("paper", "attention")
+        for beam in (1, 3)}
     for r in records:
         assert r["row_steps_per_second"] > 0 and r["commit"] and r["device"]
         if r["kind"] == "search":
             assert r["sentences"] == 12 and r["ratio_to_ceiling"] > 0 and r["row_steps"] >= r["steps"] > 0
+            # against the stricter ceiling too: the model's step alone, without the pick
+            assert r["ratio_to_model_step"] > 0 and r["live_ratio_to_model_step"] <= r["ratio_to_model_step"]
+        if r["kind"] == "model step":
+            assert set(r["output_layer_step_ms"]) == {"float32"}  # (bf16 and float16 on CUDA)
 
 
 def test_decode_profile_runs_tiny_on_cpu_and_puts_the_search_back(tmp_path):
