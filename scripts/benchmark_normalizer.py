@@ -1,15 +1,13 @@
-"""What normalising one search step's logits costs: torch's float32 log-softmax, the Triton kernel
-the search uses on CUDA since the ninth session (nmt/kernels.py, in nmt/model/seq2seq.py's
-decode_scores), and computing only each row's log-sum-exp, which is all a pick needs besides the
-few log-probabilities it keeps (the search does not use those forms).
+"""What normalising one search step's logits costs: the float32 log-softmax the search computes
+(nmt/model/seq2seq.py's decode_scores) against computing only each row's log-sum-exp, which is
+all a pick needs besides the few log-probabilities it keeps (a measurement for a later change;
+the search does not use these forms).
 
 Each case is one call on random logits of the search's shapes (128 sentences x beam rows), in
 float16 (a search's untied output layer, Seq2Seq.half_output) and bf16 (a tied one), captured in
 a CUDA graph and replayed: microseconds per call, and each log-sum-exp's largest error against
 float64. Forms:
-  log_softmax   F.log_softmax(logits, dim=-1, dtype=torch.float32): what decode_scores returned
-  kernel        nmt.kernels.log_softmax(logits): the same, one Triton kernel (torch's where
-                Triton is missing); its largest error against float64 too
+  log_softmax   F.log_softmax(logits, dim=-1, dtype=torch.float32): what decode_scores returns
   lse_float32   torch.logsumexp(logits.float(), -1): the upcast copy, then the reduction
   lse_half      max, exp(logits - max) in the logits' dtype, its sum accumulated in float32
 
@@ -30,7 +28,6 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nmt import kernels  # noqa: E402
 from nmt.files import write_json  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_pick import per_call  # noqa: E402
@@ -44,7 +41,7 @@ def lse_half(x: torch.Tensor) -> torch.Tensor:
     return (x - top).exp_().sum(-1, dtype=torch.float32).log_() + top.squeeze(-1).float()
 
 
-FORMS = {"log_softmax": lambda x: F.log_softmax(x, dim=-1, dtype=torch.float32), "kernel": kernels.log_softmax,
+FORMS = {"log_softmax": lambda x: F.log_softmax(x, dim=-1, dtype=torch.float32),
          "lse_float32": lambda x: torch.logsumexp(x.float(), -1), "lse_half": lse_half}
 
 
@@ -65,9 +62,7 @@ def main(argv=None) -> list[dict]:
             record = {"rows": rows, "vocab": vocab, "dtype": str(dtype).removeprefix("torch.")}
             for name, form in FORMS.items():
                 record[f"{name}_us"] = per_call(lambda: form(x), device, args.steps)
-                if name == "kernel":
-                    record[f"{name}_max_error"] = float((form(x).double() - (x.double() - exact[:, None])).abs().max())
-                elif name != "log_softmax":
+                if name != "log_softmax":
                     record[f"{name}_max_error"] = float((form(x).double() - exact).abs().max())
             records.append({**record, **header})
             print(f"{rows:5} x {vocab:6} {record['dtype']:8} " + "  ".join(

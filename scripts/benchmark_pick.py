@@ -10,8 +10,6 @@ its steps so): microseconds per call, over --steps replays, the graph's launch i
   argmax      greedy search's pick, 128 rows x V, V from 1,000 to 32,000: torch.argmax against
               topk.pruned_argmax
 Each pruned result is checked against the unpruned one (the same scores; for argmax the same positions).
-`max_pool_us`: the pruned form with torch's max-pool for the windows' maxima instead of the Triton
-kernel it uses on CUDA since the ninth session (nmt/kernels.py), timed in the same run.
 
     python scripts/benchmark_pick.py --out benchmarks/results/decode/pick-h200.json
 
@@ -21,7 +19,6 @@ kernel it uses on CUDA since the ninth session (nmt/kernels.py), timed in the sa
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -30,7 +27,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nmt import kernels  # noqa: E402
 from nmt.decode import topk  # noqa: E402
 from nmt.decode.beam import best_extensions  # noqa: E402
 from nmt.files import write_json  # noqa: E402
@@ -56,18 +52,6 @@ def unpruned(log_probs, scores, ranking):
         return best_extensions(log_probs, scores, ranking)
     finally:
         topk.PRUNED_ON = kept
-
-
-def without_kernels(fn):
-    """fn with nmt/kernels.py's kernels switched off while it runs (and while it is captured)."""
-    def call():
-        kept = kernels.ON
-        kernels.ON = ()
-        try:
-            return fn()
-        finally:
-            kernels.ON = kept
-    return call
 
 
 def main(argv=None) -> list[dict]:
@@ -105,12 +89,11 @@ def main(argv=None) -> list[dict]:
             if not torch.equal(topk.pruned_extensions(log_probs, scores, width, ranking, window)[0],
                                unpruned(log_probs, scores, ranking)[0]):
                 raise SystemExit(f"the pruned pick differs from the unpruned one at {sentences} x {k} x {vocab}")
-            pruned = functools.partial(topk.pruned_extensions, log_probs, scores, width, ranking, window)
-            mine = per_call(pruned, device, args.steps)
+            mine = per_call(lambda: topk.pruned_extensions(log_probs, scores, width, ranking, window), device,
+                            args.steps)
             add({"op": "extensions", "rows": sentences * k, "beam": k, "vocab": vocab, "k": width,
                  "window": window or topk.window_for(vocab), "toolkit_window": window == 0, "torch_us": theirs,
-                 "pruned_us": mine, "speedup": theirs / mine, "toolkit_prunes": topk.prunes(log_probs),
-                 "max_pool_us": per_call(without_kernels(pruned), device, args.steps)})
+                 "pruned_us": mine, "speedup": theirs / mine, "toolkit_prunes": topk.prunes(log_probs)})
     for vocab in TINY_ARGMAX if args.tiny else ARGMAX_VOCABS:
         x = logits(128, vocab)
         if not torch.equal(topk.pruned_argmax(x), x.argmax(-1, keepdim=True)):
@@ -118,8 +101,7 @@ def main(argv=None) -> list[dict]:
         mine, theirs = per_call(lambda: topk.pruned_argmax(x), device, args.steps), \
             per_call(lambda: x.argmax(-1, keepdim=True), device, args.steps)
         add({"op": "argmax", "rows": 128, "vocab": vocab, "window": 32, "torch_us": theirs, "pruned_us": mine,
-             "speedup": theirs / mine, "toolkit_prunes": topk.prunes_argmax(x),
-             "max_pool_us": per_call(without_kernels(lambda: topk.pruned_argmax(x)), device, args.steps)})
+             "speedup": theirs / mine, "toolkit_prunes": topk.prunes_argmax(x)})
     return records
 
 

@@ -38,8 +38,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from nmt import kernels
-
 PRUNED_ON = ("cuda",)  # device types the pruned forms run on (the tests add "cpu")
 MIN_VOCAB = 1024  # fewer: little to gain (at 1,000 tokens the pruned pick was 1.03-1.05x torch's)
 ARGMAX_VOCAB = (4000, 8192)  # pruned argmax for V in this range: torch's argmax was faster at 2,000 and from 12,000 on
@@ -70,11 +68,7 @@ def row_argmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def _window_maxima(rows: torch.Tensor, w: int, indices: bool = False):
-    """rows (R, V) -> each window's maximum (R, C), C = ceil(V / w); with `indices`, also where in the
-    row it is. On CUDA one Triton kernel (nmt/kernels.py), else torch's max-pool."""
-    if kernels.available(rows):
-        found = kernels.window_maxima(rows, w)
-        return found if indices else found[0]
+    """rows (R, V) -> each window's maximum (R, C), C = ceil(V / w); with `indices`, also where in the row it is."""
     found = F.max_pool1d(rows.unsqueeze(1), w, w, ceil_mode=True, return_indices=indices)
     return tuple(t.squeeze(1) for t in found) if indices else found.squeeze(1)
 

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt import kernels
 from nmt.data.batching import ParallelBatch
 from nmt.data.tokenizer import PAD
 from nmt.device import host_to_device
@@ -266,9 +265,8 @@ class Seq2Seq(nn.Module):
         out, state = self._step(self.tgt_embed(prev_tokens), replace(state, h=h, c=c))  # (B, H)
         h, c = _stacked(state.h, state.c)
         logits = self._step_logits(out)
-        # float32 log-probabilities: on CUDA one Triton kernel that reads the float16 or bf16 logits
-        # (torch's fuses the upcast for float16 only, and moves them at half the card's bandwidth)
-        return kernels.log_softmax(logits), logits, replace(state, h=h, c=c)
+        # float32 log-probabilities; bf16 logits are converted first (torch fuses the upcast for float16 only)
+        return F.log_softmax(logits, dim=-1, dtype=torch.float32), logits, replace(state, h=h, c=c)
 
     def half_output(self) -> None:
         """Make the output layer float16, when it is a plain layer of its own (not tied to the
