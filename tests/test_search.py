@@ -126,8 +126,8 @@ def random_model(seed: int, vocab: int = 11, **options) -> Seq2Seq:
     """A small Seq2Seq; `options` are its later switches (cell="gru", attention="general", ...)."""
     torch.manual_seed(seed)
     # A wide init makes the distributions peaked, so the search makes real choices.
-    return Seq2Seq(src_vocab_size=vocab, tgt_vocab_size=vocab, embed=6, hidden=8, layers=2,
-                   init_range=1.0, **options).eval()
+    options = {"embed": 6, **options}  # (a tied model needs embed == hidden: embed=8)
+    return Seq2Seq(src_vocab_size=vocab, tgt_vocab_size=vocab, hidden=8, layers=2, init_range=1.0, **options).eval()
 
 
 def random_batch(seed: int, vocab: int = 11, size: int = 5):

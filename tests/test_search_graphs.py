@@ -132,7 +132,9 @@ SEARCHES = {
     "beam+ngram+min": lambda model, src, lens, **k: beam_search(model, src, lens, beam=2, n_best=2, min_len_b=2,
                                                                 no_repeat_ngram=2, **k),
 }
-MODELS = {"paper": {}, "gru+general+feed": dict(cell="gru", attention="general", input_feeding=True)}
+MODELS = {"paper": {}, "gru+general+feed": dict(cell="gru", attention="general", input_feeding=True),
+          # tied: under autocast its output layer reads a float16 copy of the shared weight (Seq2Seq.half_output)
+          "tied+general+feed": dict(embed=8, tie_embeddings=True, attention="general", input_feeding=True)}
 
 
 @pytest.mark.parametrize("model_name", MODELS)
@@ -239,15 +241,25 @@ def test_the_autocast_twin_holds_the_weights_cast_and_follows_the_model(monkeypa
         model.output.weight.add_(1.0)  # trained in place
     assert graphs.autocast_twin(model) is twin and torch.equal(twin.output.weight,
                                                                model.output.weight.to(torch.float16))
-    tied = graphs.autocast_twin(Seq2Seq(src_vocab_size=11, tgt_vocab_size=11, embed=8, hidden=8, layers=1,
-                                        tie_embeddings=True))  # a tied output layer stays bf16
-    assert all(p.dtype == torch.bfloat16 for p in tied.parameters())
+    tied_model = Seq2Seq(src_vocab_size=11, tgt_vocab_size=11, embed=8, hidden=8, layers=1, tie_embeddings=True)
+    tied = graphs.autocast_twin(tied_model)  # the shared weight stays bf16; the output reads a float16 copy
+    assert tied.output.weight is tied.tgt_embed.weight
+    assert all(p.dtype == (torch.float16 if name == "output.bias" else torch.bfloat16)
+               for name, p in tied.named_parameters())
+    assert torch.equal(tied.half_weight, tied_model.output.weight.to(torch.float16))
+    assert "half_weight" not in tied.state_dict()
+    with torch.no_grad():
+        tied_model.tgt_embed.weight.mul_(2.0)  # trained in place: the copy follows at the next call
+    assert graphs.autocast_twin(tied_model) is tied
+    assert torch.equal(tied.half_weight, tied_model.output.weight.to(torch.float16))
     ensemble = Ensemble([model, random_model(5)], "mean")
     twins = graphs.autocast_twin(ensemble)
     assert twins.models[0] is twin and twins.mode == "mean" and graphs.autocast_twin(ensemble) is twins
     assert graphs.autocast_twin(twin) is twin and graphs.autocast_twin(twins) is twins  # already in the dtype
     monkeypatch.setattr(graphs.torch, "is_autocast_enabled", lambda device: False)
     assert graphs.autocast_twin(model) is model
+    monkeypatch.undo()  # (the autocast context below must see the real setting, or it leaves autocast on)
+    assert tied._step_logits(torch.ones(3, 8, dtype=torch.bfloat16)).dtype == torch.float16  # logits in float16
 
 
 def test_greedy_and_beam_requests_alternating_keep_each_ones_graphs(fake_cuda, monkeypatch):

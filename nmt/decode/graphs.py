@@ -204,8 +204,8 @@ def autocast_twin(model):
     step). The twin's weights are already bf16: autocast casts nothing, and they live as long as
     the model. The eager search takes the twin too, so that both searches compute the same
     numbers; they are autocast's up to rounding (a few operators autocast would run on float32
-    weights, such as the embedding lookup, read bf16 ones, and a model's untied output layer is
-    float16, see Seq2Seq.half_output).
+    weights, such as the embedding lookup, read bf16 ones, and a model's output layer is float16,
+    see Seq2Seq.half_output).
     """
     if (not torch.is_autocast_enabled("cuda") or model in _IS_TWIN
             or _in_dtype(model, torch.get_autocast_dtype("cuda"))):
@@ -227,6 +227,8 @@ def autocast_twin(model):
     with torch.no_grad():
         for mine, theirs in zip(twin.parameters(), model.parameters(), strict=True):
             mine.copy_(theirs)
+    if hasattr(twin, "sync_half_output"):  # a tied output layer's float16 copy, from the model's own weight
+        twin.sync_half_output(model.output.weight)
     return twin
 
 

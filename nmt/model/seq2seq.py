@@ -269,25 +269,46 @@ class Seq2Seq(nn.Module):
         return F.log_softmax(logits, dim=-1, dtype=torch.float32), logits, replace(state, h=h, c=c)
 
     def half_output(self) -> None:
-        """Make the output layer float16, when it is a plain layer of its own (not tied to the
-        embeddings, not split over devices): what search's bf16 copy of the model does
-        (nmt/decode/graphs.py's autocast_twin). Its logits are then float16, of which torch's
-        float32 log-softmax is one kernel; of bf16 logits it is a float32 copy and then the
-        log-softmax, which at beam 12 of the paper's model (1,536 rows of 32k) cost 0.30 ms of a
-        1.38 ms step on an H200. float16 keeps 3 more bits of each logit than bf16, and no
-        logit of a trained model comes near its limit of 65,504."""
+        """Make the output layer float16, when it is a plain layer (not split over devices): what
+        search's bf16 copy of the model does (nmt/decode/graphs.py's autocast_twin). Its logits are
+        then float16, of which torch's float32 log-softmax is one kernel; of bf16 logits it is a
+        float32 copy and then the log-softmax, which at beam 12 of the paper's model (1,536 rows
+        of 32k) cost 0.30 ms of a 1.38 ms step on an H200 (305 µs against 134 µs for float16
+        logits in `scripts/benchmark_normalizer.py`). float16 keeps 3 more bits of each logit
+        than bf16, and no logit of a trained model comes near its limit of 65,504.
+
+        A layer tied to the target embeddings keeps the shared weight in bf16 for the embedding
+        and gets a float16 copy of it for the output alone (a buffer, `half_weight`, never saved;
+        `sync_half_output` refreshes it, from the float32 weight of the model this one copies),
+        its bias float16."""
+        if not isinstance(self.output, nn.Linear):
+            return
         tied = any(p is self.output.weight for name, p in self.named_parameters(remove_duplicate=False)
                    if not name.startswith("output."))
-        if isinstance(self.output, nn.Linear) and not tied:
+        if not tied:
             self.output.half()
+            return
+        if self.output.bias is not None:
+            self.output.bias = nn.Parameter(self.output.bias.detach().half())
+        self.register_buffer("half_weight", self.output.weight.detach().half(), persistent=False)
+
+    def sync_half_output(self, weight: torch.Tensor) -> None:
+        """The tied output layer's float16 copy (`half_output`), if any, set in place to `weight`
+        (the output weight of the model this one is a copy of: float32, not this copy's bf16)."""
+        if getattr(self, "half_weight", None) is not None:
+            with torch.no_grad():
+                self.half_weight.copy_(weight)
 
     def _step_logits(self, out: torch.Tensor) -> torch.Tensor:
-        """The output layer on one step's outputs (B, H); a float16 layer (`half_output`) runs
-        outside autocast, on float16 inputs, so that its logits stay float16."""
-        if not (isinstance(self.output, nn.Linear) and self.output.weight.dtype == torch.float16):
-            return self.output(out)  # (a split layer has no one weight)
+        """The output layer on one step's outputs (B, H); a float16 layer or copy (`half_output`)
+        runs outside autocast, on float16 inputs, so that its logits stay float16."""
+        weight = getattr(self, "half_weight", None)
+        if weight is None and isinstance(self.output, nn.Linear):  # (a split layer has no one weight)
+            weight = self.output.weight
+        if weight is None or weight.dtype != torch.float16:
+            return self.output(out)
         with torch.autocast(out.device.type, enabled=False):
-            return self.output(out.to(torch.float16))
+            return F.linear(out.to(torch.float16), weight, self.output.bias)
 
     def target_log_probs(self, state: DecoderState, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
         """Teacher forcing, kept per position: log p(tgt_out[b, t] | source, tgt_in[b, :t+1]) as (B, T)
