@@ -14,12 +14,13 @@ batch, longest first, as `Translator` batches them.
   ceiling   one bare decoder step at 128 x beam rows, without the toolkit: embedding, an nn.LSTM
             step, (the attention and input feeding), the output layer, log_softmax and the top 2K
             of each sentence's K x V candidates; captured in a CUDA graph on CUDA: row-steps/s
-  model step  the stricter ceiling (since the ninth session): the decoder's own step alone,
-            from the previous tokens to the float32 log-probabilities, with its weights already
-            in bf16 (the ceiling above runs under autocast, which recasts every float32 weight
-            inside its graph at every step) and no pick; the output layer once in bf16 and once
-            in float16 (whose float32 log-softmax is one kernel), the faster kept: what the
-            issue's table calls one bare decoder step, and all a search must add to is the pick
+  model step  the stricter ceiling (since `ebf20bc`; the goal's measure): the decoder's own step
+            alone, from the previous tokens to the float32 log-probabilities, with its weights
+            already in bf16 (the ceiling above runs under autocast, which recasts every float32
+            weight inside its graph at every step) and no pick; the output layer once in bf16
+            and once in float16 (whose float32 log-softmax is one kernel), the faster kept: what
+            the issue's table calls one bare decoder step. A search adds its pick and its
+            bookkeeping to it
   ratio     search row-steps/s over the ceiling's (one pass, its captures included); with
             graphs, `second_pass` times the set once more with every shape already captured, as
             a server or the next file of a run would see it. `live_`: the same with only the

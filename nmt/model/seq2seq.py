@@ -103,7 +103,8 @@ class DecoderState:
                 picked[f.name] = value.index_select(0, sentences)
             elif f.name in ("h", "c"):  # (layers, R, H): every layer's rows at once, as rows of (layers * R, H)
                 # Why not index_select(1, rows): along dim 1 torch runs its general gather kernel, 3x
-                # slower for the paper's 4 x 1,536 x 1,000 bf16 state on an H200 (20.4 against 6.8 µs).
+                # slower for the paper's 4 x 1,536 x 1,000 bf16 state on an H200 (20.4 against 6.8 µs,
+                # benchmarks/README.md), and slower on the CPU too.
                 layers, width = value.size(0), value.size(1)
                 if layer_rows is None:
                     layer_rows = (rows + width * torch.arange(layers, device=rows.device).unsqueeze(1)).view(-1)
