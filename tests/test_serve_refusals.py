@@ -171,11 +171,19 @@ def busy_server(trained_run):
     assert started.stop() == 0, started.output()
 
 
-def wait_until_idle(server: Server, searched_before: float, count: int) -> None:
-    """Until `count` more sentences were searched (a search that started cannot be interrupted)."""
+def wait_until_idle(server: Server, searched_before: float, count: int, quiet: float = 2.0) -> None:
+    """Until `count` more sentences were searched, the queue is empty, and no search has ended for
+    `quiet` seconds, longer than one takes (0.6 s and more): a search that started runs to its end,
+    and one may have started after the `count` that a test expects (the first ended early)."""
     server.wait_until(lambda: server.metric("nmt_serve_sentences_total") >= searched_before + count, timeout=120,
                       what=f"{count} sentences searched")
     server.wait_until(lambda: server.metric("nmt_serve_queue_sentences") == 0, what="the queue empty")
+    quiet_since, searched = time.monotonic(), server.metric("nmt_serve_sentences_total")
+    while time.monotonic() - quiet_since < quiet:
+        time.sleep(0.1)
+        now = server.metric("nmt_serve_sentences_total")
+        if now != searched:
+            quiet_since, searched = time.monotonic(), now
 
 
 def test_a_full_queue_answers_503_with_retry_after(busy_server):
@@ -203,14 +211,6 @@ def test_a_request_slower_than_the_timeout_answers_503_at_its_deadline(busy_serv
     assert "--request-timeout" in reply.json()["error"]
     assert waited < 10  # at the deadline, not after the four searches
     wait_until_idle(server, searched, 1)
-    # The first search may end before the deadline and the second start before it: a search that
-    # started runs to its end. Wait until none has ended for longer than one takes (0.6 s and more).
-    quiet_since, count = time.monotonic(), server.metric("nmt_serve_sentences_total")
-    while time.monotonic() - quiet_since < 2.0:
-        time.sleep(0.1)
-        now = server.metric("nmt_serve_sentences_total")
-        if now != count:
-            quiet_since, count = time.monotonic(), now
     assert server.post({"text": "wa0"}).status == 200
 
 
