@@ -76,6 +76,10 @@ class ModelConfig:
     # mask per window; and dropping whole words' embeddings (not single units).
     weight_drop: float = 0.0
     word_dropout: float = 0.0
+    # Which kernels run a language model's LSTM windows on CUDA: "triton" (nmt/model/lstm_kernel.py,
+    # one fused kernel per time step and layer), "cudnn" (nn.LSTM), or "auto": Triton's where it is
+    # installed, cuDNN's otherwise. Elsewhere (a CPU, translation models) it is always cuDNN's.
+    lstm_kernel: Literal["auto", "cudnn", "triton"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -533,11 +537,14 @@ def validate(config: Config) -> None:
         _require(t.lm_batching == "sentences" or not t.max_tokens, "train.max_tokens needs train.lm_batching: sentences")
         _require(t.label_smoothing == 0, "train.label_smoothing is for translation: a language model's perplexity "
                  "needs the plain cross-entropy")
+        _require(m.lstm_kernel != "triton" or m.cell == "lstm", "model.lstm_kernel: triton is for LSTMs: "
+                 "set model.cell: lstm, or model.lstm_kernel: auto")
         _require(t.static_shapes is not True or t.lm_batching == "stream", "train.static_shapes: a language model's stream "
                  "windows have static shapes already; with lm_batching: sentences it is not supported yet")
     else:
         _require(m.weight_drop == 0 and m.word_dropout == 0 and t.ar_alpha == 0 and t.tar_beta == 0
-                 and t.averaging == "none", "model.weight_drop, model.word_dropout, train.ar_alpha, train.tar_beta "
+                 and t.averaging == "none" and m.lstm_kernel != "triton",
+                 "model.weight_drop, model.word_dropout, model.lstm_kernel: triton, train.ar_alpha, train.tar_beta "
                  "and train.averaging are for language models (task: lm) yet")
     _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")

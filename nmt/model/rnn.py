@@ -8,6 +8,9 @@ Options, all off for the paper's model:
   residual        layer k >= 2 adds its input to its output
   weight_drop     DropConnect on each layer's hidden-to-hidden matrix (AWD-LSTM, Merity et al. 2017):
                   one mask per call of `forward`, i.e. per window of a language model
+  kernel          "cudnn", "triton" or "auto": an LSTM's unpacked `forward` on CUDA as the Triton
+                  kernels of nmt/model/lstm_kernel.py (one fused kernel per time step and layer)
+                  instead of cuDNN's; "auto" takes them where they apply (see `uses_kernel`)
 
 Without residual connections or variational dropout the whole stack is one cuDNN call; otherwise
 it runs layer by layer (as it must when its layers sit on different GPUs). States use torch's layout: (layers * directions, B, hidden / directions).
@@ -26,6 +29,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from nmt.device import host_to_device
+from nmt.model import lstm_kernel
 
 State = tuple[torch.Tensor, Optional[torch.Tensor]]  # (h, c); c is None for a GRU
 
@@ -39,8 +43,9 @@ def sequence_dropout_mask(batch: int, size: int, p: float, like: torch.Tensor) -
 class StackedRNN(nn.Module):
     def __init__(self, *, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool = False,
                  dropout: float = 0.0, variational: bool = False, residual: bool = False, per_layer: bool = False,
-                 weight_drop: float = 0.0):
+                 weight_drop: float = 0.0, kernel: str = "cudnn"):
         super().__init__()
+        self.kernel = kernel
         rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.is_lstm = cell == "lstm"
         self.directions = 2 if bidirectional else 1
@@ -72,6 +77,8 @@ class StackedRNN(nn.Module):
         None means every row is full length. `masks` (from sample_masks) fixes the
         variational masks, so a step-by-step decoder uses one mask for the whole sequence.
         """
+        if self.uses_kernel(x, lengths):
+            return self._forward_kernel(x, state, masks)
         if self.fused:
             return self._run(self.rnn, x, lengths, state)
         masks = masks if masks is not None else self.sample_masks(x.size(0), x)
@@ -97,6 +104,39 @@ class StackedRNN(nn.Module):
         home = finals_h[0].device
         c_all = torch.cat([c.to(home) for c in finals_c]) if self.is_lstm else None
         return x, (torch.cat([h.to(home) for h in finals_h]), c_all)
+
+    def uses_kernel(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> bool:
+        """Whether `forward` runs the Triton recurrence: asked for ("triton", or "auto"), an
+        LSTM read one way, full-length rows (no packing), every layer's weights on x's device
+        and in float (not a layer pipeline or an int8 model), and Triton there."""
+        if self.kernel == "cudnn" or not self.is_lstm or self.directions != 1 or lengths is not None:
+            return False
+        if not lstm_kernel.available(x):
+            return False
+        return all(w.device == x.device and w.is_floating_point()
+                   for i in range(self.num_layers) for w in self._cell_weights(i)[:2])
+
+    def _forward_kernel(self, x: torch.Tensor, state: Optional[State], masks: Optional[list]):
+        """`forward` through lstm_kernel.recurrence, layer by layer, with the same regularisers:
+        dropout (or the variational masks) between layers, residual connections, weight drop."""
+        rows = x.size(0)
+        if state is None:
+            zeros = x.new_zeros(self.num_layers, rows, self.hidden, dtype=torch.float32)
+            state = (zeros, zeros)
+        masks = masks if masks is not None else self.sample_masks(rows, x)
+        hs, cs = [], []
+        for i in range(self.num_layers):
+            if i > 0:
+                x = self._drop_between(x, masks[i - 1])
+            w_ih, w_hh, b_ih, b_hh = self._cell_weights(i)
+            if self.training and self.weight_drop:
+                w_hh = nn.functional.dropout(w_hh, self.weight_drop, True)
+            out, h, c = lstm_kernel.recurrence(nn.functional.linear(x, w_ih, b_ih + b_hh), w_hh, state[0][i],
+                                               state[1][i])
+            x = out + x if self.residual and i > 0 else out
+            hs.append(h)
+            cs.append(c)
+        return x, (torch.stack(hs), torch.stack(cs))
 
     def step(self, x: torch.Tensor, state: tuple[list, Optional[list]],
              masks: Optional[list] = None) -> tuple[torch.Tensor, tuple[list, Optional[list]]]:

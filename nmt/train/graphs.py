@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from nmt.data.batching import Batch
+from nmt.model import lstm_kernel
 
 log = logging.getLogger("nmt")
 
@@ -44,14 +45,18 @@ log = logging.getLogger("nmt")
 def why_not_capturable(model: nn.Module) -> Optional[str]:
     """Why this model's training step must stay eager, or None when it can be a graph.
 
-    A weight-dropped LSTM (AWD-LSTM's DropConnect, rnn.StackedRNN._weight_dropped) hands cuDNN a
-    fresh, non-flat recurrent matrix at every call; on the H200 (torch 2.11) the replay of such a
-    captured step crashed the process (a segmentation fault in CUDAGraph.replay; eager steps of the
-    same model, and graphs of the same model without weight drop, train fine). Until that is
-    understood, such models train eagerly.
+    A weight-dropped LSTM (AWD-LSTM's DropConnect, rnn.StackedRNN._weight_dropped) run by cuDNN
+    hands it a fresh, non-flat recurrent matrix at every call; on the H200 (torch 2.11) the replay
+    of such a captured step crashed the process (a segmentation fault in CUDAGraph.replay; eager
+    steps of the same model, and graphs of the same model without weight drop, train fine). Until
+    that is understood, such models train eagerly, unless their LSTMs run the Triton recurrence
+    (model.lstm_kernel), which takes the dropped matrix as a plain tensor.
     """
-    if any(getattr(module, "weight_drop", 0) for module in model.modules()):
-        return "a weight-dropped LSTM (model.weight_drop) cannot be replayed as a CUDA graph yet"
+    for module in model.modules():
+        if getattr(module, "weight_drop", 0) and not (getattr(module, "kernel", "cudnn") != "cudnn"
+                                                       and lstm_kernel.triton is not None):
+            return ("a weight-dropped LSTM run by cuDNN (model.weight_drop with model.lstm_kernel: cudnn, or "
+                    "without Triton) cannot be replayed as a CUDA graph yet")
     return None
 
 

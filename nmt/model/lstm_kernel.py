@@ -1,0 +1,178 @@
+"""An LSTM layer's recurrence as Triton kernels: one kernel per time step forward, one backward.
+
+Why by hand: at a language model's small batches cuDNN's LSTM is bound by its recurrent matrix
+product, which it runs as a 32 x 32-tile GEMM per time step (20 rows x 1500 units: about 36 us a
+step on an H200, 2.5 of the 3.9 ms of Zaremba's window; `benchmarks/README.md`), and torch offers
+no LSTM kernel that fuses that product with the gates. Here each step is one kernel that computes
+the product h_(t-1) W_hh^T for a block of hidden units (all four gates of them) and, in the same
+kernel, the gates, the cell and the output of those units; backward, one kernel per step computes
+dh_t = dA_(t+1) W_hh for a block of units and, in the same kernel, those units' gate gradients
+dA_t. The weight gradient and the input projection stay matrix products over the whole window.
+
+    pre = x W_ih^T + b_ih + b_hh   (B, T, 4H), by the caller (autograd and autocast as usual)
+    out, h_n, c_n = recurrence(pre, w_hh, h_0, c_0)
+
+Gate order is torch's (input, forget, cell, output), so the weights are nn.LSTM's own. The cell
+state and the gates are kept in float32; the matrix products read the weights and h in the
+dtype of `pre` (bfloat16 under autocast) and accumulate in float32.
+
+The kernels run where `available` says (CUDA with Triton); on a CPU, tests run them through
+Triton's interpreter (TRITON_INTERPRET=1 before Triton is imported).
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the CPU-only install: nn.LSTM everywhere
+    triton = None
+
+ON = ("cuda",)  # devices the kernels run on; the tests add "cpu" under the interpreter
+# Tile sizes: rows of the batch, hidden units, and the reduction's chunk. A block of 16 units
+# spreads the 1500-unit product over 94 programs per 32 rows, enough to keep an H200's SMs busy.
+BLOCK_ROWS, BLOCK_UNITS, BLOCK_K = 32, 16, 64
+WARPS = 4
+
+
+def available(pre: torch.Tensor) -> bool:
+    return triton is not None and pre.device.type in ON
+
+
+if triton is not None:
+    @triton.jit
+    def _tanh(x):
+        return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+    @triton.jit
+    def _forward_step(pre, s_pre, h_prev, s_hp, c_prev, s_cp, w, out, s_out, cell, gates, B,
+                      H: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
+        """One time step for rows [BM block] x units [BH block]: gates = pre_t + h_(t-1) W^T."""
+        rows = tl.program_id(1) * BM + tl.arange(0, BM)
+        units = tl.program_id(0) * BH + tl.arange(0, BH)
+        row_ok, unit_ok = rows < B, units < H
+        acc_i = tl.zeros((BM, BH), dtype=tl.float32)
+        acc_f = tl.zeros((BM, BH), dtype=tl.float32)
+        acc_g = tl.zeros((BM, BH), dtype=tl.float32)
+        acc_o = tl.zeros((BM, BH), dtype=tl.float32)
+        for k0 in range(0, H, BK):
+            ks = k0 + tl.arange(0, BK)
+            k_ok = ks < H
+            h = tl.load(h_prev + rows[:, None] * s_hp + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            h = h.to(w.dtype.element_ty)
+            w_mask = k_ok[:, None] & unit_ok[None, :]
+            at = w + ks[:, None] + units[None, :] * H  # (BK, BH): W^T's block, W being (4H, H) row-major
+            acc_i += tl.dot(h, tl.load(at, mask=w_mask, other=0.0))
+            acc_f += tl.dot(h, tl.load(at + H * H, mask=w_mask, other=0.0))
+            acc_g += tl.dot(h, tl.load(at + 2 * H * H, mask=w_mask, other=0.0))
+            acc_o += tl.dot(h, tl.load(at + 3 * H * H, mask=w_mask, other=0.0))
+        mask = row_ok[:, None] & unit_ok[None, :]
+        p = pre + rows[:, None] * s_pre + units[None, :]
+        i = tl.sigmoid(acc_i + tl.load(p, mask=mask, other=0.0).to(tl.float32))
+        f = tl.sigmoid(acc_f + tl.load(p + H, mask=mask, other=0.0).to(tl.float32))
+        g = _tanh(acc_g + tl.load(p + 2 * H, mask=mask, other=0.0).to(tl.float32))
+        o = tl.sigmoid(acc_o + tl.load(p + 3 * H, mask=mask, other=0.0).to(tl.float32))
+        c = f * tl.load(c_prev + rows[:, None] * s_cp + units[None, :], mask=mask, other=0.0) + i * g
+        h_new = o * _tanh(c)
+        here = rows[:, None] * H + units[None, :]
+        tl.store(cell + here, c, mask=mask)
+        tl.store(out + rows[:, None] * s_out + units[None, :], h_new.to(out.dtype.element_ty), mask=mask)
+        q = gates + rows[:, None] * (4 * H) + units[None, :]
+        tl.store(q, i, mask=mask)
+        tl.store(q + H, f, mask=mask)
+        tl.store(q + 2 * H, g, mask=mask)
+        tl.store(q + 3 * H, o, mask=mask)
+
+    @triton.jit
+    def _backward_step(d_next, w, d_out, s_dout, gates, cell, c_prev, s_cp, d_cell, d_pre, B,
+                       H: tl.constexpr, HAS_NEXT: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr,
+                       BK: tl.constexpr):
+        """One step back: dh_t = d_out_t + dA_(t+1) W (block of units), then that block's dA_t.
+
+        d_cell holds dc_t on entry and dc_(t-1) on exit, for this program's units only."""
+        rows = tl.program_id(1) * BM + tl.arange(0, BM)
+        units = tl.program_id(0) * BH + tl.arange(0, BH)
+        row_ok, unit_ok = rows < B, units < H
+        mask = row_ok[:, None] & unit_ok[None, :]
+        dh = tl.load(d_out + rows[:, None] * s_dout + units[None, :], mask=mask, other=0.0).to(tl.float32)
+        if HAS_NEXT:
+            acc = tl.zeros((BM, BH), dtype=tl.float32)
+            for k0 in range(0, 4 * H, BK):
+                ks = k0 + tl.arange(0, BK)
+                k_ok = ks < 4 * H
+                d = tl.load(d_next + rows[:, None] * (4 * H) + ks[None, :], mask=row_ok[:, None] & k_ok[None, :],
+                            other=0.0)
+                wt = tl.load(w + ks[:, None] * H + units[None, :], mask=k_ok[:, None] & unit_ok[None, :], other=0.0)
+                acc += tl.dot(d.to(w.dtype.element_ty), wt)
+            dh += acc
+        q = gates + rows[:, None] * (4 * H) + units[None, :]
+        i = tl.load(q, mask=mask, other=0.0)
+        f = tl.load(q + H, mask=mask, other=0.0)
+        g = tl.load(q + 2 * H, mask=mask, other=0.0)
+        o = tl.load(q + 3 * H, mask=mask, other=0.0)
+        here = rows[:, None] * H + units[None, :]
+        tanh_c = _tanh(tl.load(cell + here, mask=mask, other=0.0))
+        dc = tl.load(d_cell + here, mask=mask, other=0.0) + dh * o * (1.0 - tanh_c * tanh_c)
+        c_before = tl.load(c_prev + rows[:, None] * s_cp + units[None, :], mask=mask, other=0.0)
+        tl.store(d_cell + here, dc * f, mask=mask)
+        r = d_pre + rows[:, None] * (4 * H) + units[None, :]
+        kind = d_pre.dtype.element_ty
+        tl.store(r, (dc * g * i * (1.0 - i)).to(kind), mask=mask)
+        tl.store(r + H, (dc * c_before * f * (1.0 - f)).to(kind), mask=mask)
+        tl.store(r + 2 * H, (dc * i * (1.0 - g * g)).to(kind), mask=mask)
+        tl.store(r + 3 * H, (dh * tanh_c * o * (1.0 - o)).to(kind), mask=mask)
+
+
+def _grid(rows: int, hidden: int) -> tuple[int, int]:
+    return (triton.cdiv(hidden, BLOCK_UNITS), triton.cdiv(rows, BLOCK_ROWS))
+
+
+class _Recurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, w_hh, h0, c0):
+        rows, steps, four_h = pre.shape
+        hidden = four_h // 4
+        w = w_hh.to(pre.dtype).contiguous()
+        h0, c0 = h0.contiguous(), c0.float().contiguous()
+        out = pre.new_empty(rows, steps, hidden)
+        cells = torch.empty(steps, rows, hidden, device=pre.device, dtype=torch.float32)
+        gates = torch.empty(steps, rows, four_h, device=pre.device, dtype=torch.float32)
+        grid = _grid(rows, hidden)
+        for t in range(steps):
+            h_prev = h0 if t == 0 else out[:, t - 1]
+            c_prev = c0 if t == 0 else cells[t - 1]
+            _forward_step[grid](pre[:, t], pre.stride(0), h_prev, h_prev.stride(0), c_prev, c_prev.stride(0), w,
+                                out[:, t], out.stride(0), cells[t], gates[t], rows, H=hidden, BM=BLOCK_ROWS,
+                                BH=BLOCK_UNITS, BK=BLOCK_K, num_warps=WARPS)
+        ctx.save_for_backward(w, h0, c0, out, cells, gates)
+        ctx.w_dtype = w_hh.dtype
+        return out, out[:, -1].to(h0.dtype, copy=True), cells[-1].clone()
+
+    @staticmethod
+    def backward(ctx, d_out, d_hn, d_cn):
+        w, h0, c0, out, cells, gates = ctx.saved_tensors
+        rows, steps, hidden = out.shape
+        d_out = torch.zeros_like(out) if d_out is None else d_out
+        if d_hn is not None:  # the final state's gradient joins the last output's
+            d_out = d_out.clone()
+            d_out[:, -1] += d_hn.to(d_out.dtype)
+        d_cell = torch.zeros_like(c0) if d_cn is None else d_cn.float().contiguous().clone()
+        d_pre = torch.empty(steps, rows, 4 * hidden, device=out.device, dtype=out.dtype)
+        grid = _grid(rows, hidden)
+        for t in reversed(range(steps)):
+            c_prev = c0 if t == 0 else cells[t - 1]
+            d_next = d_pre[t + 1] if t + 1 < steps else d_pre[t]  # (not read without a next step)
+            _backward_step[grid](d_next, w, d_out[:, t], d_out.stride(0), gates[t], cells[t], c_prev,
+                                 c_prev.stride(0), d_cell, d_pre[t], rows, H=hidden, HAS_NEXT=t + 1 < steps,
+                                 BM=BLOCK_ROWS, BH=BLOCK_UNITS, BK=BLOCK_K, num_warps=WARPS)
+        h_before = torch.cat([h0.to(out.dtype).unsqueeze(0), out[:, :-1].transpose(0, 1)])  # (T, B, H)
+        d_w = (d_pre.flatten(0, 1).t() @ h_before.flatten(0, 1)).to(ctx.w_dtype)
+        d_h0 = (d_pre[0] @ w).to(h0.dtype)
+        return d_pre.transpose(0, 1), d_w, d_h0, d_cell
+
+
+def recurrence(pre: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
+    """pre (B, T, 4H), w_hh (4H, H), h0 and c0 (B, H) -> out (B, T, H), h_n, c_n (B, H)."""
+    return _Recurrence.apply(pre, w_hh, h0, c0)
