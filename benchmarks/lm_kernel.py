@@ -38,8 +38,17 @@ from nmt.model.rnn import StackedRNN  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_train import captured  # noqa: E402
 
-TILES = [(32, 16, 64, 4), (32, 16, 128, 4), (32, 32, 64, 4), (16, 16, 64, 4), (32, 16, 64, 2), (32, 16, 32, 4),
-         (64, 16, 64, 4), (16, 32, 128, 4)]  # (rows, units, k chunk, warps)
+# (rows, units forward, units backward, k chunk, warps, stages): lstm_kernel's tile sizes
+TILE_NAMES = ("BLOCK_ROWS", "FORWARD_UNITS", "BACKWARD_UNITS", "BLOCK_K", "WARPS", "STAGES")
+TILES = [(32, 8, 16, 128, 4, 3), (32, 4, 16, 128, 4, 3), (32, 8, 16, 64, 4, 3), (32, 8, 16, 256, 4, 3),
+         (32, 8, 16, 128, 2, 3), (32, 8, 16, 128, 8, 3), (32, 8, 16, 128, 4, 4), (32, 8, 16, 128, 4, 2),
+         (32, 16, 32, 128, 4, 3), (16, 8, 16, 128, 4, 3), (64, 8, 16, 128, 4, 3), (128, 8, 16, 64, 8, 3)]
+DEFAULT = tuple(getattr(lstm_kernel, name) for name in TILE_NAMES)
+
+
+def use_tile(tile) -> None:
+    for name, value in zip(TILE_NAMES, tile):
+        setattr(lstm_kernel, name, value)
 
 
 def stack(kernel: str, size_in: int, hidden: int, layers: int, dropout: float, weight_drop: float = 0.0):
@@ -74,29 +83,32 @@ def check(device) -> dict:
 
 
 def lstm_alone(device, repeats: int) -> dict:
+    """Forward and backward (and forward alone) of each shape's stack, cuDNN and every tile."""
     shapes = {"zaremba 2 x 1500, 20 x 35": (1500, 1500, 2, 20, 35), "awd 3 x 1150, 20 x 70": (400, 1150, 3, 20, 70),
               "paper 4 x 1000, 128 x 30": (1000, 1000, 4, 128, 30)}
     result = {}
     for label, (size_in, hidden, layers, rows, steps) in shapes.items():
         torch.manual_seed(0)
         x = torch.randn(rows, steps, size_in, device=device, requires_grad=True)
-        row = {}
+        row, forward = {}, {}
         for kernel in ("cudnn", "triton"):
             model = stack(kernel, size_in, hidden, layers, 0.3).to(device)
 
-            def step(model=model):
+            def step(model=model, backward=True):
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     out, _ = model(x)
-                out.float().sum().backward()
-            tiles = TILES if kernel == "triton" else [None]
-            for tile in tiles:
+                if backward:
+                    out.float().sum().backward()
+            for tile in (TILES if kernel == "triton" else [None]):
                 if tile is not None:
-                    (lstm_kernel.BLOCK_ROWS, lstm_kernel.BLOCK_UNITS, lstm_kernel.BLOCK_K, lstm_kernel.WARPS) = tile
+                    use_tile(tile)
                 name = kernel if tile is None else f"triton {tile}"
                 row[name] = round(time_ms(captured(step), repeats), 4)
-                print(label, name, row[name], flush=True)
-        result[label] = row
-    (lstm_kernel.BLOCK_ROWS, lstm_kernel.BLOCK_UNITS, lstm_kernel.BLOCK_K, lstm_kernel.WARPS) = TILES[0]
+                forward[name] = round(time_ms(captured(lambda: step(backward=False)), repeats), 4)
+                print(label, name, row[name], "forward", forward[name], flush=True)
+        best = min((name for name in row if name != "cudnn"), key=row.get)
+        result[label] = {"forward_and_backward": row, "forward": forward, "best_tile": best}
+    use_tile(DEFAULT)
     return result
 
 
@@ -166,10 +178,15 @@ def main() -> None:
               "cudnn": torch.backends.cudnn.version(), "unit": "ms per step (median of 5 rounds)"}
     record["check"] = check(device)
     record["lstm_alone"] = lstm_alone(device, args.repeats)
-    record["zaremba_step"] = zaremba_steps(device, args.repeats)
-    z = record["zaremba_step"]
+    record["tiles"] = {"names": TILE_NAMES, "default": DEFAULT}
+    for label, key in (("zaremba 2 x 1500, 20 x 35", "zaremba_step"), ("awd 3 x 1150, 20 x 70", "awd_step")):
+        best = record["lstm_alone"][label]["best_tile"]
+        record["tiles"][key] = best
+        use_tile(tuple(int(v) for v in best[len("triton ("):-1].split(", ")))
+        record[key] = (zaremba_steps if key == "zaremba_step" else awd_steps)(device, args.repeats)
+    use_tile(DEFAULT)
+    z = record["zaremba_step"]  # (each step with its shape's best tile)
     record["zaremba_speedup_over_bare_eager_fp32"] = {k: round(z["bare, eager, fp32"] / v, 3) for k, v in z.items()}
-    record["awd_step"] = awd_steps(device, args.repeats)
     write_atomically(args.out, json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: record[k] for k in ("zaremba_speedup_over_bare_eager_fp32", "awd_step")}))
 

@@ -31,10 +31,11 @@ except ImportError:  # the CPU-only install: nn.LSTM everywhere
     triton = None
 
 ON = ("cuda",)  # devices the kernels run on; the tests add "cpu" under the interpreter
-# Tile sizes: rows of the batch, hidden units, and the reduction's chunk. A block of 16 units
-# spreads the 1500-unit product over 94 programs per 32 rows, enough to keep an H200's SMs busy.
-BLOCK_ROWS, BLOCK_UNITS, BLOCK_K = 32, 16, 64
-WARPS = 4
+# Tile sizes: rows of the batch, hidden units per program forward and backward, the reduction's
+# chunk, warps and pipeline stages. Each program reads its own slice of the recurrent matrix,
+# laid out contiguously once per call (`_forward_layout`, `_backward_layout`), so that every load
+# is whole 128-byte lines; 8 units forward spread 1500 units over 188 programs.
+BLOCK_ROWS, FORWARD_UNITS, BACKWARD_UNITS, BLOCK_K, WARPS, STAGES = 32, 8, 16, 128, 4, 3
 
 
 def available(pre: torch.Tensor) -> bool:
@@ -48,26 +49,27 @@ if triton is not None:
 
     @triton.jit
     def _forward_step(pre, s_pre, h_prev, s_hp, c_prev, s_cp, w, out, s_out, cell, gates, B,
-                      H: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr):
-        """One time step for rows [BM block] x units [BH block]: gates = pre_t + h_(t-1) W^T."""
+                      H: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr,
+                      STAGES: tl.constexpr):
+        """One time step for rows [BM block] x units [BH block]: gates = pre_t + h_(t-1) W^T.
+
+        w is `_forward_layout`'s (programs, H, BH, 4): this program's (H, 4 BH) slice, contiguous."""
         rows = tl.program_id(1) * BM + tl.arange(0, BM)
         units = tl.program_id(0) * BH + tl.arange(0, BH)
         row_ok, unit_ok = rows < B, units < H
-        acc_i = tl.zeros((BM, BH), dtype=tl.float32)
-        acc_f = tl.zeros((BM, BH), dtype=tl.float32)
-        acc_g = tl.zeros((BM, BH), dtype=tl.float32)
-        acc_o = tl.zeros((BM, BH), dtype=tl.float32)
-        for k0 in range(0, H, BK):
+        cols = tl.arange(0, 4 * BH)
+        mine = w + tl.program_id(0) * (H * 4 * BH)
+        acc = tl.zeros((BM, 4 * BH), dtype=tl.float32)
+        for k0 in tl.range(0, H, BK, num_stages=STAGES):
             ks = k0 + tl.arange(0, BK)
             k_ok = ks < H
             h = tl.load(h_prev + rows[:, None] * s_hp + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            h = h.to(w.dtype.element_ty)
-            w_mask = k_ok[:, None] & unit_ok[None, :]
-            at = w + ks[:, None] + units[None, :] * H  # (BK, BH): W^T's block, W being (4H, H) row-major
-            acc_i += tl.dot(h, tl.load(at, mask=w_mask, other=0.0))
-            acc_f += tl.dot(h, tl.load(at + H * H, mask=w_mask, other=0.0))
-            acc_g += tl.dot(h, tl.load(at + 2 * H * H, mask=w_mask, other=0.0))
-            acc_o += tl.dot(h, tl.load(at + 3 * H * H, mask=w_mask, other=0.0))
+            wt = tl.load(mine + ks[:, None] * (4 * BH) + cols[None, :], mask=k_ok[:, None], other=0.0)
+            acc += tl.dot(h.to(w.dtype.element_ty), wt)
+        # columns are (unit, gate) pairs: split the gate axis, (4) = (2, 2), gate = 2 x + y
+        even, odd = tl.split(tl.reshape(acc, (BM, BH, 2, 2)))  # y = 0: gates 0, 2; y = 1: gates 1, 3
+        acc_i, acc_g = tl.split(even)
+        acc_f, acc_o = tl.split(odd)
         mask = row_ok[:, None] & unit_ok[None, :]
         p = pre + rows[:, None] * s_pre + units[None, :]
         i = tl.sigmoid(acc_i + tl.load(p, mask=mask, other=0.0).to(tl.float32))
@@ -88,9 +90,10 @@ if triton is not None:
     @triton.jit
     def _backward_step(d_next, w, d_out, s_dout, gates, cell, c_prev, s_cp, d_cell, d_pre, B,
                        H: tl.constexpr, HAS_NEXT: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr,
-                       BK: tl.constexpr):
+                       BK: tl.constexpr, STAGES: tl.constexpr):
         """One step back: dh_t = d_out_t + dA_(t+1) W (block of units), then that block's dA_t.
 
+        w is `_backward_layout`'s (programs, 4H, BH): this program's columns of W, contiguous.
         d_cell holds dc_t on entry and dc_(t-1) on exit, for this program's units only."""
         rows = tl.program_id(1) * BM + tl.arange(0, BM)
         units = tl.program_id(0) * BH + tl.arange(0, BH)
@@ -98,13 +101,14 @@ if triton is not None:
         mask = row_ok[:, None] & unit_ok[None, :]
         dh = tl.load(d_out + rows[:, None] * s_dout + units[None, :], mask=mask, other=0.0).to(tl.float32)
         if HAS_NEXT:
+            mine = w + tl.program_id(0) * (4 * H * BH)
             acc = tl.zeros((BM, BH), dtype=tl.float32)
-            for k0 in range(0, 4 * H, BK):
+            for k0 in tl.range(0, 4 * H, BK, num_stages=STAGES):
                 ks = k0 + tl.arange(0, BK)
                 k_ok = ks < 4 * H
                 d = tl.load(d_next + rows[:, None] * (4 * H) + ks[None, :], mask=row_ok[:, None] & k_ok[None, :],
                             other=0.0)
-                wt = tl.load(w + ks[:, None] * H + units[None, :], mask=k_ok[:, None] & unit_ok[None, :], other=0.0)
+                wt = tl.load(mine + ks[:, None] * BH + tl.arange(0, BH)[None, :], mask=k_ok[:, None], other=0.0)
                 acc += tl.dot(d.to(w.dtype.element_ty), wt)
             dh += acc
         q = gates + rows[:, None] * (4 * H) + units[None, :]
@@ -125,8 +129,23 @@ if triton is not None:
         tl.store(r + 3 * H, (dh * tanh_c * o * (1.0 - o)).to(kind), mask=mask)
 
 
-def _grid(rows: int, hidden: int) -> tuple[int, int]:
-    return (triton.cdiv(hidden, BLOCK_UNITS), triton.cdiv(rows, BLOCK_ROWS))
+def _programs(hidden: int, units: int) -> int:
+    return -(-hidden // units)
+
+
+def _forward_layout(w: torch.Tensor, units: int) -> torch.Tensor:
+    """W (4H, H) -> (programs, H, units, 4): [p, k, j, q] = W[q H + p units + j, k], zero past H."""
+    hidden = w.size(1)
+    padded = _programs(hidden, units) * units
+    gates = torch.nn.functional.pad(w.view(4, hidden, hidden), (0, 0, 0, padded - hidden))  # (4, P units, H)
+    return gates.view(4, -1, units, hidden).permute(1, 3, 2, 0).contiguous()
+
+
+def _backward_layout(w: torch.Tensor, units: int) -> torch.Tensor:
+    """W (4H, H) -> (programs, 4H, units): [p, r, j] = W[r, p units + j], zero past H."""
+    hidden = w.size(1)
+    padded = _programs(hidden, units) * units
+    return torch.nn.functional.pad(w, (0, padded - hidden)).view(4 * hidden, -1, units).transpose(0, 1).contiguous()
 
 
 class _Recurrence(torch.autograd.Function):
@@ -134,18 +153,19 @@ class _Recurrence(torch.autograd.Function):
     def forward(ctx, pre, w_hh, h0, c0):
         rows, steps, four_h = pre.shape
         hidden = four_h // 4
-        w = w_hh.to(pre.dtype).contiguous()
+        w = w_hh.to(pre.dtype)
+        laid = _forward_layout(w, FORWARD_UNITS)
         h0, c0 = h0.contiguous(), c0.float().contiguous()
         out = pre.new_empty(rows, steps, hidden)
         cells = torch.empty(steps, rows, hidden, device=pre.device, dtype=torch.float32)
         gates = torch.empty(steps, rows, four_h, device=pre.device, dtype=torch.float32)
-        grid = _grid(rows, hidden)
+        grid = (_programs(hidden, FORWARD_UNITS), -(-rows // BLOCK_ROWS))
         for t in range(steps):
             h_prev = h0 if t == 0 else out[:, t - 1]
             c_prev = c0 if t == 0 else cells[t - 1]
-            _forward_step[grid](pre[:, t], pre.stride(0), h_prev, h_prev.stride(0), c_prev, c_prev.stride(0), w,
+            _forward_step[grid](pre[:, t], pre.stride(0), h_prev, h_prev.stride(0), c_prev, c_prev.stride(0), laid,
                                 out[:, t], out.stride(0), cells[t], gates[t], rows, H=hidden, BM=BLOCK_ROWS,
-                                BH=BLOCK_UNITS, BK=BLOCK_K, num_warps=WARPS)
+                                BH=FORWARD_UNITS, BK=BLOCK_K, STAGES=STAGES, num_warps=WARPS)
         ctx.save_for_backward(w, h0, c0, out, cells, gates)
         ctx.w_dtype = w_hh.dtype
         return out, out[:, -1].to(h0.dtype, copy=True), cells[-1].clone()
@@ -160,13 +180,14 @@ class _Recurrence(torch.autograd.Function):
             d_out[:, -1] += d_hn.to(d_out.dtype)
         d_cell = torch.zeros_like(c0) if d_cn is None else d_cn.float().contiguous().clone()
         d_pre = torch.empty(steps, rows, 4 * hidden, device=out.device, dtype=out.dtype)
-        grid = _grid(rows, hidden)
+        laid = _backward_layout(w, BACKWARD_UNITS)
+        grid = (_programs(hidden, BACKWARD_UNITS), -(-rows // BLOCK_ROWS))
         for t in reversed(range(steps)):
             c_prev = c0 if t == 0 else cells[t - 1]
             d_next = d_pre[t + 1] if t + 1 < steps else d_pre[t]  # (not read without a next step)
-            _backward_step[grid](d_next, w, d_out[:, t], d_out.stride(0), gates[t], cells[t], c_prev,
+            _backward_step[grid](d_next, laid, d_out[:, t], d_out.stride(0), gates[t], cells[t], c_prev,
                                  c_prev.stride(0), d_cell, d_pre[t], rows, H=hidden, HAS_NEXT=t + 1 < steps,
-                                 BM=BLOCK_ROWS, BH=BLOCK_UNITS, BK=BLOCK_K, num_warps=WARPS)
+                                 BM=BLOCK_ROWS, BH=BACKWARD_UNITS, BK=BLOCK_K, STAGES=STAGES, num_warps=WARPS)
         h_before = torch.cat([h0.to(out.dtype).unsqueeze(0), out[:, :-1].transpose(0, 1)])  # (T, B, H)
         d_w = (d_pre.flatten(0, 1).t() @ h_before.flatten(0, 1)).to(ctx.w_dtype)
         d_h0 = (d_pre[0] @ w).to(h0.dtype)
