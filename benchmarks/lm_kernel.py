@@ -38,11 +38,14 @@ from nmt.model.rnn import StackedRNN  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from scripts.benchmark_train import captured  # noqa: E402
 
-# (rows, units forward, units backward, k chunk, warps, stages): lstm_kernel's tile sizes
-TILE_NAMES = ("BLOCK_ROWS", "FORWARD_UNITS", "BACKWARD_UNITS", "BLOCK_K", "WARPS", "STAGES")
-TILES = [(32, 8, 16, 128, 4, 3), (32, 4, 16, 128, 4, 3), (32, 8, 16, 64, 4, 3), (32, 8, 16, 256, 4, 3),
-         (32, 8, 16, 128, 2, 3), (32, 8, 16, 128, 8, 3), (32, 8, 16, 128, 4, 4), (32, 8, 16, 128, 4, 2),
-         (32, 16, 32, 128, 4, 3), (16, 8, 16, 128, 4, 3), (64, 8, 16, 128, 4, 3), (128, 8, 16, 64, 8, 3)]
+# (rows, units forward, units backward, k chunk, warps, stages, split forward, split backward):
+# lstm_kernel's tile sizes
+TILE_NAMES = ("BLOCK_ROWS", "FORWARD_UNITS", "BACKWARD_UNITS", "BLOCK_K", "WARPS", "STAGES", "FORWARD_SPLIT",
+              "BACKWARD_SPLIT")
+TILES = [(32, 8, 16, 128, 4, 3, 2, 4), (32, 8, 16, 128, 4, 3, 1, 1), (32, 8, 16, 128, 4, 3, 3, 6),
+         (32, 8, 16, 128, 4, 3, 4, 8), (32, 8, 16, 64, 4, 3, 2, 4), (32, 8, 16, 64, 4, 3, 4, 8),
+         (32, 16, 16, 128, 4, 3, 4, 4), (32, 4, 16, 128, 4, 3, 2, 4), (32, 8, 32, 128, 4, 3, 2, 2),
+         (32, 8, 16, 128, 2, 3, 2, 4), (32, 8, 16, 256, 8, 3, 2, 4), (64, 8, 16, 128, 4, 3, 2, 4)]
 DEFAULT = tuple(getattr(lstm_kernel, name) for name in TILE_NAMES)
 
 
