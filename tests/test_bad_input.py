@@ -206,6 +206,26 @@ def test_config_bad_override(tmp_path, override, words):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("task", ["translation", "lm"])
+def test_config_lstm_kernel_where_it_cannot_run(tmp_path, task):
+    """model.lstm_kernel: triton is for language models, on a CUDA GPU with Triton."""
+    raw = tiny_config_dict(tmp_path)
+    if task == "lm":  # a prepared corpus: the refusal is about the kernels, not the data
+        from nmt.config import config_from_dict
+        from nmt.tasks import prepare_data
+        from tests.test_lm import lm_config_dict, write_lm_corpus
+
+        write_lm_corpus(tmp_path / "text")
+        raw = lm_config_dict(tmp_path)
+        prepare_data(config_from_dict(raw))
+    config = write_config(tmp_path / "toy.yaml", raw)
+    before = snapshot(tmp_path)
+
+    result = run_nmt("train", "--config", config, "--set", "model.lstm_kernel=triton", cwd=tmp_path)
+    usage_error(result, "model.lstm_kernel", *(["language models"] if task == "translation" else ["CUDA", "auto"]))
+    assert snapshot(tmp_path) == before
+
+
 def test_config_file_missing(tmp_path):
     usage_error(run_nmt("train", "--config", "nope.yaml", cwd=tmp_path), "nope.yaml", "not found", "existing")
     assert list(tmp_path.iterdir()) == []

@@ -228,27 +228,39 @@ def test_real_cuda_graphs_train_a_language_model_like_the_eager_loop(tmp_path):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-def test_a_weight_dropped_language_model_is_never_captured():
-    """Its replayed graph crashed the process on the H200 (see graphs.why_not_capturable)."""
+def test_a_weight_dropped_language_model_is_captured_only_on_the_triton_kernels(monkeypatch):
+    """Run by cuDNN its replayed graph crashed the process on the H200 (see graphs.why_not_capturable)."""
+    from nmt.model import lstm_kernel
     from nmt.model.lm import LanguageModel
 
-    plain = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2)
-    dropped = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2, weight_drop=0.5)
+    plain = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2, lstm_kernel="cudnn")
+    dropped = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2, weight_drop=0.5, lstm_kernel="cudnn")
+    dropped_auto = LanguageModel(vocab_size=20, embed=8, hidden=8, layers=2, weight_drop=0.5)
     assert graphs.why_not_capturable(plain) is None
     assert "weight_drop" in graphs.why_not_capturable(dropped)
+    monkeypatch.setattr(lstm_kernel, "triton", object())
+    assert graphs.why_not_capturable(dropped_auto) is None
+    monkeypatch.setattr(lstm_kernel, "triton", None)
+    assert "without Triton" in graphs.why_not_capturable(dropped_auto)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_weight_dropped_language_model_trains_eagerly_when_graphs_are_asked_for(tmp_path):
+@pytest.mark.parametrize("kernel", ["cudnn", "auto"])
+def test_a_weight_dropped_language_model_trains_with_graphs_only_on_the_triton_kernels(tmp_path, kernel):
+    from nmt.model import lstm_kernel
     from nmt.tasks import prepare_data
     from tests.test_lm import lm_config_dict, write_lm_corpus
 
     write_lm_corpus(tmp_path / "text")
     prepare_data(config_from_dict(lm_config_dict(tmp_path)))
-    config = config_from_dict(lm_config_dict(tmp_path, model={"weight_drop": 0.5}, train=dict(
+    config = config_from_dict(lm_config_dict(tmp_path, model={"weight_drop": 0.5, "lstm_kernel": kernel}, train=dict(
         device="cuda", static_shapes=True, cuda_graphs=True, max_steps=6, eval_every=100, save_every=100,
         run_dir=str(tmp_path / "wd"))))
     trainer = Trainer(config)
     trainer.run_dir.mkdir()
     trainer.train_steps()
-    assert trainer.captured is None and trainer.state.step == 6
+    assert trainer.state.step == 6
+    captured = kernel == "auto" and lstm_kernel.triton is not None
+    assert (trainer.captured is not None) == captured
+    if captured:
+        assert len(trainer.captured.graphs) >= 1

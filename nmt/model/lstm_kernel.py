@@ -36,11 +36,13 @@ ON = ("cuda",)  # devices the kernels run on; the tests add "cpu" under the inte
 # Each program reads its own slice of the recurrent matrix, laid out contiguously once per call
 # (`_forward_layout`, `_backward_layout`), so that every load is whole lines. A step's product is
 # too small to keep the GPU's memory busy with one program per block of units (94 to 188 programs
-# for 1500 units, 6% occupancy under ncu), so each block's reduction is split among SPLIT
+# for 1500 units, 6% of the warps resident under ncu), so each block's reduction is split among SPLIT
 # programs; the last of them to finish adds the partial sums in a fixed order (the same result
 # at every run) and computes the block's gates.
-BLOCK_ROWS, FORWARD_UNITS, BACKWARD_UNITS, BLOCK_K, WARPS, STAGES = 32, 8, 16, 128, 4, 3
-FORWARD_SPLIT, BACKWARD_SPLIT = 2, 4
+# The sizes below were the fastest of benchmarks/lm_kernel.py's sweep at Zaremba's 2 x 1500 on an
+# H200 (results/lm/lm-kernel-*-h200.json), and within 6% of the fastest at AWD-LSTM's 3 x 1150.
+BLOCK_ROWS, FORWARD_UNITS, BACKWARD_UNITS, BLOCK_K, WARPS, STAGES = 32, 16, 16, 128, 4, 3
+FORWARD_SPLIT, BACKWARD_SPLIT = 4, 4
 
 
 def available(pre: torch.Tensor) -> bool:

@@ -36,6 +36,7 @@ from nmt.config import Config, resolve_auto
 from nmt.data.batching import Batch
 from nmt.device import autocast, idle_cores
 from nmt.errors import NmtError
+from nmt.model import lstm_kernel
 from nmt.tasks import Task, build_task
 from nmt.train.distributed import join
 from nmt.train.averaging import WeightAverage
@@ -47,6 +48,15 @@ from nmt.train.stopping import NonfiniteGuard, StopRules
 from nmt.train.validate import evaluate
 
 log = logging.getLogger("nmt")
+
+
+def check_lstm_kernel(config: Config, device: torch.device) -> None:
+    """model.lstm_kernel: triton, asked for where the kernels cannot run: one clear error."""
+    if config.task == "lm" and config.model.lstm_kernel == "triton":
+        if device.type != "cuda" or lstm_kernel.triton is None:
+            where = "Triton is not installed" if device.type == "cuda" else f"training runs on {device.type}"
+            raise NmtError(f"model.lstm_kernel: triton needs a CUDA GPU and Triton, but {where}: "
+                           "set model.lstm_kernel: auto (cuDNN's LSTM where the kernels cannot run)")
 
 
 class TrainingInterrupted(NmtError):
@@ -100,6 +110,7 @@ class Trainer:
         self.run_dir = Path(t.run_dir)
         if t.threads or device.type == "cpu":  # 0: the cores idle now, on the CPU (PyTorch's default on a GPU)
             torch.set_num_threads(t.threads or idle_cores())  # reported in run()'s first line
+        check_lstm_kernel(config, device)
         self.task = task or build_task(config, rank=self.world.rank, processes=self.world.size)
         check_model_fits(self.task, t, device)
         torch.manual_seed(t.seed)  # the initial weights depend on the seed alone, not the device
