@@ -98,9 +98,9 @@ def check_stack(device: str, atol: float) -> None:
         torch.testing.assert_close(b, a, atol=atol, rtol=1e-4)
 
 
-def check(device: str) -> None:
-    check_recurrence(device, atol=1e-5)
-    check_stack(device, atol=1e-5)
+def check(device: str, atol: float = 1e-5) -> None:
+    check_recurrence(device, atol)
+    check_stack(device, atol)
 
 
 def test_the_kernels_equal_nn_lstm_under_tritons_interpreter():
@@ -136,7 +136,7 @@ def test_the_kernels_equal_nn_lstm_on_cuda():
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        check("cuda")
+        check("cuda", atol=1e-4)  # a weight gradient sums over rows and steps, in another order on the GPU
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
@@ -155,8 +155,9 @@ def test_the_kernels_in_bf16_and_as_a_cuda_graph():
     x = torch.randn(20, 35, 300, device="cuda", requires_grad=True)
 
     def run(model, bf16):
-        model.zero_grad()
-        x.grad = None
+        for tensor in [x, *model.parameters()]:  # in place: a capture allocates no new gradient
+            if tensor.grad is not None:
+                tensor.grad.zero_()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             out, (h, c) = model(x)
         (out.float().sin().sum() + c.float().sum()).backward()
