@@ -77,8 +77,9 @@ class ModelConfig:
     weight_drop: float = 0.0
     word_dropout: float = 0.0
     # Which kernels run a language model's LSTM windows on CUDA: "triton" (nmt/model/lstm_kernel.py,
-    # one fused kernel per time step and layer), "cudnn" (nn.LSTM), or "auto": Triton's where it is
-    # installed, cuDNN's otherwise. Elsewhere (a CPU, translation models) it is always cuDNN's.
+    # one fused kernel per time step and layer), "cudnn" (nn.LSTM), or "auto": Triton's in training
+    # steps that are CUDA graphs, where Triton is installed; cuDNN's in eager steps and in scoring.
+    # On a CPU, and for translation models, it is always cuDNN's.
     lstm_kernel: Literal["auto", "cudnn", "triton"] = "auto"
 
 

@@ -125,10 +125,28 @@ def test_on_a_cpu_the_stack_is_cudnns(monkeypatch):
     monkeypatch.setattr(lstm_kernel, "triton", object())
     assert model.uses_kernel(x)
     assert not model.uses_kernel(x, lengths=torch.tensor([3, 2]))  # packed rows stay cuDNN's
+    auto = StackedRNN(cell="lstm", input_size=6, hidden=10, layers=2, kernel="auto")
+    assert auto.uses_kernel(x)
+    with torch.no_grad():  # scoring: cuDNN's one call per window, unless the kernels are forced
+        assert not auto.uses_kernel(x) and model.uses_kernel(x)
     assert not StackedRNN(cell="gru", input_size=6, hidden=10, layers=2, kernel="triton").uses_kernel(x)
     assert not StackedRNN(cell="lstm", input_size=6, hidden=10, layers=2, kernel="cudnn").uses_kernel(x)
     assert not StackedRNN(cell="lstm", input_size=6, hidden=10, layers=2, bidirectional=True,
                           kernel="triton").uses_kernel(x)
+
+
+def test_an_eager_training_run_keeps_cudnn(tmp_path):
+    """model.lstm_kernel: auto takes the kernels only in a step that is a CUDA graph."""
+    from nmt.config import config_from_dict
+    from nmt.tasks import prepare_data
+    from nmt.train.loop import Trainer
+    from tests.test_lm import lm_config_dict, write_lm_corpus
+
+    write_lm_corpus(tmp_path / "text")
+    prepare_data(config_from_dict(lm_config_dict(tmp_path)))
+    for kernel, kept in (("auto", "cudnn"), ("cudnn", "cudnn")):
+        trainer = Trainer(config_from_dict(lm_config_dict(tmp_path, model={"lstm_kernel": kernel})))
+        assert trainer.captured is None and trainer.model.rnn.kernel == kept
 
 
 @cuda

@@ -1,13 +1,16 @@
 """An LSTM layer's recurrence as Triton kernels: one kernel per time step forward, one backward.
 
 Why by hand: at a language model's small batches cuDNN's LSTM is bound by its recurrent matrix
-product, which it runs as a 32 x 32-tile GEMM per time step (20 rows x 1500 units: about 36 us a
-step on an H200, 2.5 of the 3.9 ms of Zaremba's window; `benchmarks/README.md`), and torch offers
-no LSTM kernel that fuses that product with the gates. Here each step is one kernel that computes
-the product h_(t-1) W_hh^T for a block of hidden units (all four gates of them) and, in the same
-kernel, the gates, the cell and the output of those units; backward, one kernel per step computes
-dh_t = dA_(t+1) W_hh for a block of units and, in the same kernel, those units' gate gradients
-dA_t. The weight gradient and the input projection stay matrix products over the whole window.
+product, a small GEMM per time step (20 rows x 1500 units in Zaremba's recipe), and torch offers
+no LSTM kernel that fuses that product with the gates; nor can cuDNN's LSTM with a weight-dropped
+recurrent matrix be replayed as a CUDA graph (nmt/train/graphs.py). Here each step is one kernel
+that computes the product h_(t-1) W_hh^T for a block of hidden units (all four gates of them)
+and, in the same kernel, the gates, the cell and the output of those units; backward, one kernel
+per step computes dh_t = dA_(t+1) W_hh for a block of units and, in the same kernel, those units'
+gate gradients dA_t. The weight gradient and the input projection stay matrix products over the
+whole window. On an H200 Zaremba's window takes 2.97 ms forward and backward against cuDNN's
+3.92; at a translation model's 128 rows cuDNN is 1.5x faster, so translation keeps it
+(benchmarks/README.md, "The LSTM's recurrence as Triton kernels").
 
     pre = x W_ih^T + b_ih + b_hh   (B, T, 4H), by the caller (autograd and autocast as usual)
     out, h_n, c_n = recurrence(pre, w_hh, h_0, c_0)

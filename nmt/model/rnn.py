@@ -10,7 +10,8 @@ Options, all off for the paper's model:
                   one mask per call of `forward`, i.e. per window of a language model
   kernel          "cudnn", "triton" or "auto": an LSTM's unpacked `forward` on CUDA as the Triton
                   kernels of nmt/model/lstm_kernel.py (one fused kernel per time step and layer)
-                  instead of cuDNN's; "auto" takes them where they apply (see `uses_kernel`)
+                  instead of cuDNN's; "auto" takes them where they apply and gradients are taken
+                  (see `uses_kernel`); the trainer sets "cudnn" where its step is not a CUDA graph
 
 Without residual connections or variational dropout the whole stack is one cuDNN call; otherwise
 it runs layer by layer (as it must when its layers sit on different GPUs). States use torch's layout: (layers * directions, B, hidden / directions).
@@ -106,10 +107,13 @@ class StackedRNN(nn.Module):
         return x, (torch.cat([h.to(home) for h in finals_h]), c_all)
 
     def uses_kernel(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> bool:
-        """Whether `forward` runs the Triton recurrence: asked for ("triton", or "auto"), an
-        LSTM read one way, full-length rows (no packing), every layer's weights on x's device
-        and in float (not a layer pipeline or an int8 model), and Triton there."""
+        """Whether `forward` runs the Triton recurrence: asked for ("triton", or "auto" with
+        gradients on: without them, in evaluation and scoring, cuDNN's one call per window beats a
+        launch per step), an LSTM read one way, full-length rows (no packing), every layer's
+        weights on x's device and in float (not a layer pipeline or an int8 model), and Triton there."""
         if self.kernel == "cudnn" or not self.is_lstm or self.directions != 1 or lengths is not None:
+            return False
+        if self.kernel == "auto" and not torch.is_grad_enabled():
             return False
         if not lstm_kernel.available(x):
             return False

@@ -122,6 +122,10 @@ class Trainer:
         if eager_only:
             log.warning(f"warning: train.cuda_graphs is off for this run: {eager_only}; training eagerly")
             graphs = False
+        if not graphs:  # model.lstm_kernel: auto; eagerly the kernels' launch per step loses to cuDNN's one call
+            for module in self.model.modules():
+                if getattr(module, "kernel", None) == "auto":
+                    module.kernel = "cudnn"
         self.optimizer = make_optimizer(self.parameters, t, capturable=graphs)
         self.schedule, self.rules, self.sampler = LearningRateSchedule(t), StopRules(t, self.world), self.task.sampler()
         self.averager = WeightAverage(self.parameters)
