@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -200,12 +201,19 @@ def test_a_resumed_lm_run_equals_an_uninterrupted_one(lm_workspace, tmp_path):
     assert state["average_count"] > 0  # the averaging started, and survived the resume too
 
 
+def nmt_env() -> dict:
+    """The environment for `python -m nmt` in a subprocess: this checkout importable even where the
+    package is not installed (the GPU machine runs the tests from a copy of the tree)."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
 def test_train_then_score_through_the_command_line(tmp_path):
     write_lm_corpus(tmp_path / "text")
     raw = lm_config_dict(tmp_path, train={"max_steps": 20, "eval_every": 10, "save_every": 10})
     (tmp_path / "lm.yaml").write_text(yaml.safe_dump(raw))
     run = lambda *args: subprocess.run([sys.executable, "-m", "nmt", *args], cwd=tmp_path,  # noqa: E731
-                                       capture_output=True, text=True, timeout=300)
+                                       capture_output=True, text=True, timeout=300, env=nmt_env())
     for args in (("preprocess", "--config", "lm.yaml"), ("train", "--config", "lm.yaml")):
         result = run(*args)
         assert result.returncode == 0, result.stderr
@@ -253,7 +261,7 @@ def test_sampling_is_seeded_and_a_cold_temperature_is_greedy(trained_lm):
 def test_sample_through_the_command_line(trained_lm, tmp_path):
     result = subprocess.run([sys.executable, "-m", "nmt", "sample", "-m", str(trained_lm), "--prompt", "the dog",
                              "-n", "3", "--seed", "4", "--max-len", "8"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, env=nmt_env())
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("the dog") for line in lines)
