@@ -85,8 +85,9 @@ def check(device) -> dict:
     return result
 
 
-def lstm_alone(device, repeats: int) -> dict:
-    """Forward and backward (and forward alone) of each shape's stack, cuDNN and every tile."""
+def lstm_alone(device, repeats: int, best_tiles: dict) -> dict:
+    """Forward and backward (and forward alone) of each shape's stack, cuDNN and every tile; each
+    shape's fastest tile goes into `best_tiles`."""
     shapes = {"zaremba 2 x 1500, 20 x 35": (1500, 1500, 2, 20, 35), "awd 3 x 1150, 20 x 70": (400, 1150, 3, 20, 70),
               "paper 4 x 1000, 128 x 30": (1000, 1000, 4, 128, 30)}
     result = {}
@@ -109,8 +110,9 @@ def lstm_alone(device, repeats: int) -> dict:
                 row[name] = round(time_ms(captured(step), repeats), 4)
                 forward[name] = round(time_ms(captured(lambda: step(backward=False)), repeats), 4)
                 print(label, name, row[name], "forward", forward[name], flush=True)
-        best = min((name for name in row if name != "cudnn"), key=row.get)
-        result[label] = {"forward_and_backward": row, "forward": forward, "best_tile": best}
+        best = min(TILES, key=lambda tile: row[f"triton {tile}"])
+        result[label] = {"forward_and_backward": row, "forward": forward, "best_tile": f"triton {best}"}
+        best_tiles[label] = best
     use_tile(DEFAULT)
     return result
 
@@ -180,13 +182,14 @@ def main() -> None:
     record = {**provenance(), "kind": "lm-kernel", "gpu": torch.cuda.get_device_name(),
               "cudnn": torch.backends.cudnn.version(), "unit": "ms per step (median of 5 rounds)"}
     record["check"] = check(device)
-    record["lstm_alone"] = lstm_alone(device, args.repeats)
+    best_tiles = {}
+    record["lstm_alone"] = lstm_alone(device, args.repeats, best_tiles)
     record["tiles"] = {"names": TILE_NAMES, "default": DEFAULT}
-    for label, key in (("zaremba 2 x 1500, 20 x 35", "zaremba_step"), ("awd 3 x 1150, 20 x 70", "awd_step")):
-        best = record["lstm_alone"][label]["best_tile"]
-        record["tiles"][key] = best
-        use_tile(tuple(int(v) for v in best[len("triton ("):-1].split(", ")))
-        record[key] = (zaremba_steps if key == "zaremba_step" else awd_steps)(device, args.repeats)
+    for label, key, steps in (("zaremba 2 x 1500, 20 x 35", "zaremba_step", zaremba_steps),
+                              ("awd 3 x 1150, 20 x 70", "awd_step", awd_steps)):
+        record["tiles"][key] = f"triton {best_tiles[label]}"
+        use_tile(best_tiles[label])
+        record[key] = steps(device, args.repeats)
     use_tile(DEFAULT)
     z = record["zaremba_step"]  # (each step with its shape's best tile)
     record["zaremba_speedup_over_bare_eager_fp32"] = {k: round(z["bare, eager, fp32"] / v, 3) for k, v in z.items()}

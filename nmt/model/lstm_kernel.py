@@ -168,12 +168,11 @@ def _programs(hidden: int, units: int) -> int:
     return -(-hidden // units)
 
 
-def _split(size: int, split: int) -> tuple[int, int, int]:
-    """K of `size` among `split` programs: (programs, K per program in whole chunks, chunk)."""
-    block_k = BLOCK_K
+def _split(size: int, split: int) -> tuple[int, int]:
+    """K of `size` among at most `split` programs: (programs, K per program in whole BLOCK_K chunks)."""
     per = -(-size // split)
-    per = -(-per // block_k) * block_k
-    return -(-size // per), per, block_k
+    per = -(-per // BLOCK_K) * BLOCK_K
+    return -(-size // per), per
 
 
 def _precision(w: torch.Tensor) -> str:
@@ -216,15 +215,16 @@ class _Recurrence(torch.autograd.Function):
         cells = torch.empty(steps, rows, hidden, device=pre.device, dtype=torch.float32)
         gates = torch.empty(steps, rows, four_h, device=pre.device, dtype=torch.float32)
         grid = (_programs(hidden, FORWARD_UNITS), -(-rows // BLOCK_ROWS))
-        split, per, block_k = _split(hidden, FORWARD_SPLIT)
+        split, per = _split(hidden, FORWARD_SPLIT)
         partial, count = _scratch(split, grid, 4 * FORWARD_UNITS, pre)
+        precision = _precision(w)
         for t in range(steps):
             h_prev = h0 if t == 0 else out[:, t - 1]
             c_prev = c0 if t == 0 else cells[t - 1]
             _forward_step[grid + (split,)](
                 pre[:, t], pre.stride(0), h_prev, h_prev.stride(0), c_prev, c_prev.stride(0), laid, out[:, t],
                 out.stride(0), cells[t], gates[t], partial, count, rows, H=hidden, BM=BLOCK_ROWS, BH=FORWARD_UNITS,
-                BK=block_k, KS=per, SPLIT=split, STAGES=STAGES, PRECISION=_precision(w), num_warps=WARPS)
+                BK=BLOCK_K, KS=per, SPLIT=split, STAGES=STAGES, PRECISION=precision, num_warps=WARPS)
         ctx.save_for_backward(w, h0, c0, out, cells, gates)
         ctx.w_dtype = w_hh.dtype
         return out, out[:, -1].to(h0.dtype, copy=True), cells[-1].clone()
@@ -233,16 +233,21 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, d_out, d_hn, d_cn):
         w, h0, c0, out, cells, gates = ctx.saved_tensors
         rows, steps, hidden = out.shape
-        d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
+        if d_out is None:
+            d_out = torch.zeros_like(out)
+        elif d_hn is not None:  # written to below: a copy, laid out as the kernels read it
+            d_out = d_out.clone(memory_format=torch.contiguous_format)
+        else:
+            d_out = d_out.contiguous()
         if d_hn is not None:  # the final state's gradient joins the last output's
-            d_out = d_out.clone()
             d_out[:, -1] += d_hn.to(d_out.dtype)
         d_cell = torch.zeros_like(c0) if d_cn is None else d_cn.float().contiguous().clone()
         d_pre = torch.empty(steps, rows, 4 * hidden, device=out.device, dtype=out.dtype)
         laid = _backward_layout(w, BACKWARD_UNITS)
         grid = (_programs(hidden, BACKWARD_UNITS), -(-rows // BLOCK_ROWS))
-        split, per, block_k = _split(4 * hidden, BACKWARD_SPLIT)
+        split, per = _split(4 * hidden, BACKWARD_SPLIT)
         partial, count = _scratch(split, grid, BACKWARD_UNITS, out)
+        precision = _precision(w)
         for t in reversed(range(steps)):
             c_prev = c0 if t == 0 else cells[t - 1]
             has_next = t + 1 < steps  # the last step has no product: one program per block
@@ -250,7 +255,7 @@ class _Recurrence(torch.autograd.Function):
             _backward_step[grid + (split if has_next else 1,)](
                 d_next, laid, d_out[:, t], d_out.stride(0), gates[t], cells[t], c_prev, c_prev.stride(0), d_cell,
                 d_pre[t], partial, count, rows, H=hidden, HAS_NEXT=has_next, BM=BLOCK_ROWS, BH=BACKWARD_UNITS,
-                BK=block_k, KS=per, SPLIT=split if has_next else 1, STAGES=STAGES, PRECISION=_precision(w),
+                BK=BLOCK_K, KS=per, SPLIT=split if has_next else 1, STAGES=STAGES, PRECISION=precision,
                 num_warps=WARPS)
         h_before = torch.cat([h0.to(out.dtype).unsqueeze(0), out[:, :-1].transpose(0, 1)])  # (T, B, H)
         d_w = (d_pre.flatten(0, 1).t() @ h_before.flatten(0, 1)).to(ctx.w_dtype)

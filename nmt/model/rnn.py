@@ -78,14 +78,13 @@ class StackedRNN(nn.Module):
         None means every row is full length. `masks` (from sample_masks) fixes the
         variational masks, so a step-by-step decoder uses one mask for the whole sequence.
         """
-        if self.uses_kernel(x, lengths):
-            return self._forward_kernel(x, state, masks)
-        if self.fused:
+        kernel = self.uses_kernel(x, lengths)
+        if self.fused and not kernel:
             return self._run(self.rnn, x, lengths, state)
         masks = masks if masks is not None else self.sample_masks(x.size(0), x)
         finals_h, finals_c = [], []
         per_layer = self.directions
-        for i, layer in enumerate(self.layers):
+        for i in range(self.num_layers):
             layer_state = None
             if state is not None:
                 h, c = state
@@ -93,12 +92,16 @@ class StackedRNN(nn.Module):
                                c[i * per_layer:(i + 1) * per_layer] if c is not None else None)
             if i > 0:
                 x = self._drop_between(x, masks[i - 1])
-            # A layer pipeline puts layers on several devices; a quantized layer (no float weights) runs on the CPU.
-            device = layer.weight_hh_l0.device if hasattr(layer, "weight_hh_l0") else x.device
-            x = x.to(device)
-            if layer_state is not None:
-                layer_state = tuple(s.to(device) if s is not None else None for s in layer_state)
-            out, (h_i, c_i) = self._run(self._weight_dropped(layer), x, lengths, layer_state)
+            if kernel:
+                out, (h_i, c_i) = self._run_kernel(i, x, layer_state)
+            else:
+                layer = self.layers[i]
+                # A layer pipeline puts layers on several devices; a quantized layer (no float weights) runs on the CPU.
+                device = layer.weight_hh_l0.device if hasattr(layer, "weight_hh_l0") else x.device
+                x = x.to(device)
+                if layer_state is not None:
+                    layer_state = tuple(s.to(device) if s is not None else None for s in layer_state)
+                out, (h_i, c_i) = self._run(self._weight_dropped(layer), x, lengths, layer_state)
             x = out + x if self.residual and i > 0 else out
             finals_h.append(h_i)
             finals_c.append(c_i)
@@ -120,27 +123,17 @@ class StackedRNN(nn.Module):
         return all(w.device == x.device and w.is_floating_point()
                    for i in range(self.num_layers) for w in self._cell_weights(i)[:2])
 
-    def _forward_kernel(self, x: torch.Tensor, state: Optional[State], masks: Optional[list]):
-        """`forward` through lstm_kernel.recurrence, layer by layer, with the same regularisers:
-        dropout (or the variational masks) between layers, residual connections, weight drop."""
-        rows = x.size(0)
+    def _run_kernel(self, i: int, x: torch.Tensor, state: Optional[State]) -> tuple[torch.Tensor, State]:
+        """Layer i through lstm_kernel.recurrence (weight drop included): out, (h, c) as `_run` gives them."""
+        w_ih, w_hh, b_ih, b_hh = self._cell_weights(i)
+        if self.training and self.weight_drop:
+            w_hh = self._dropped(w_hh)
         if state is None:
-            zeros = x.new_zeros(self.num_layers, rows, self.hidden, dtype=torch.float32)
-            state = (zeros, zeros)
-        masks = masks if masks is not None else self.sample_masks(rows, x)
-        hs, cs = [], []
-        for i in range(self.num_layers):
-            if i > 0:
-                x = self._drop_between(x, masks[i - 1])
-            w_ih, w_hh, b_ih, b_hh = self._cell_weights(i)
-            if self.training and self.weight_drop:
-                w_hh = nn.functional.dropout(w_hh, self.weight_drop, True)
-            out, h, c = lstm_kernel.recurrence(nn.functional.linear(x, w_ih, b_ih + b_hh), w_hh, state[0][i],
-                                               state[1][i])
-            x = out + x if self.residual and i > 0 else out
-            hs.append(h)
-            cs.append(c)
-        return x, (torch.stack(hs), torch.stack(cs))
+            h0 = c0 = x.new_zeros(x.size(0), self.hidden, dtype=torch.float32)
+        else:
+            h0, c0 = state[0][0], state[1][0]
+        out, h, c = lstm_kernel.recurrence(nn.functional.linear(x, w_ih, b_ih + b_hh), w_hh, h0, c0)
+        return out, (h.unsqueeze(0), c.unsqueeze(0))
 
     def step(self, x: torch.Tensor, state: tuple[list, Optional[list]],
              masks: Optional[list] = None) -> tuple[torch.Tensor, tuple[list, Optional[list]]]:
@@ -198,8 +191,12 @@ class StackedRNN(nn.Module):
         if not (self.training and self.weight_drop):
             return layer
         names = [name for name, _ in layer.named_parameters() if name.startswith("weight_hh")]
-        dropped = {name: nn.functional.dropout(getattr(layer, name), self.weight_drop, True) for name in names}
+        dropped = {name: self._dropped(getattr(layer, name)) for name in names}
         return lambda *args: torch.func.functional_call(layer, dropped, args)
+
+    def _dropped(self, matrix: torch.Tensor) -> torch.Tensor:
+        """DropConnect: a dropped-out copy of a recurrent matrix (the gradient flows to the matrix)."""
+        return nn.functional.dropout(matrix, self.weight_drop, True)
 
     def _drop_between(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         if mask is not None:
