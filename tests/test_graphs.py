@@ -224,8 +224,10 @@ def test_real_cuda_graphs_train_a_language_model_like_the_eager_loop(tmp_path):
         trainer.train_steps()
         trainers[cuda_graphs] = trainer
     assert trainers[True].captured is not None and len(trainers[True].captured.graphs) >= 1
+    # the eager loop runs cuDNN, the graphs the Triton kernels (model.lstm_kernel: auto), whose sums
+    # go in another order: 1.4e-5 apart after 10 steps on the H200
     for a, b in zip(trainers[False].model.state_dict().values(), trainers[True].model.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
 def test_a_weight_dropped_language_model_is_captured_only_on_the_triton_kernels(monkeypatch):
