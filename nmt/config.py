@@ -76,6 +76,10 @@ class ModelConfig:
     # mask per window; and dropping whole words' embeddings (not single units).
     weight_drop: float = 0.0
     word_dropout: float = 0.0
+    # The last layer's size, when it differs from `hidden`: AWD-LSTM's 1150, 1150, 400, whose last
+    # layer has the size of the tied embedding. (A linear projection from 1150 to the embedding
+    # instead diverged at lr 30.) None: `hidden`.
+    last_hidden: Optional[int] = None
     # Which kernels run a language model's LSTM windows on CUDA: "triton" (nmt/model/lstm_kernel.py,
     # one fused kernel per time step and layer), "cudnn" (nn.LSTM), or "auto": Triton's in training
     # steps that are CUDA graphs, where Triton is installed; cuDNN's in eager steps and in scoring.
@@ -531,6 +535,11 @@ def validate(config: Config) -> None:
                        ("train.asgd_patience", t.asgd_patience)]:
         _require(value > 0, f"config key '{key}' must be positive, got {value}")
     _require(t.ar_alpha >= 0 and t.tar_beta >= 0, "train.ar_alpha and train.tar_beta must be 0 or more")
+    _require(m.last_hidden is None or 0 < m.last_hidden <= m.hidden,
+             f"config key 'model.last_hidden' must be positive and at most model.hidden ({m.hidden}), got {m.last_hidden}")
+    _require(m.last_hidden in (None, m.hidden) or not m.residual,
+             "model.last_hidden smaller than model.hidden cannot be combined with model.residual (the last layer "
+             "would add an input of another size): drop one of them")
     if config.task == "lm":
         _require(m.attention == "none" and not m.bidirectional and not m.input_feeding and not t.devices,
                  "a language model (task: lm) has no encoder: drop model.attention, model.bidirectional, "
@@ -544,9 +553,9 @@ def validate(config: Config) -> None:
                  "windows have static shapes already; with lm_batching: sentences it is not supported yet")
     else:
         _require(m.weight_drop == 0 and m.word_dropout == 0 and t.ar_alpha == 0 and t.tar_beta == 0
-                 and t.averaging == "none" and m.lstm_kernel != "triton",
-                 "model.weight_drop, model.word_dropout, model.lstm_kernel: triton, train.ar_alpha, train.tar_beta "
-                 "and train.averaging are for language models (task: lm) yet")
+                 and t.averaging == "none" and m.lstm_kernel != "triton" and m.last_hidden in (None, m.hidden),
+                 "model.weight_drop, model.word_dropout, model.last_hidden, model.lstm_kernel: triton, train.ar_alpha, "
+                 "train.tar_beta and train.averaging are for language models (task: lm) yet")
     _require(t.plateau_patience > 0, "config key 'train.plateau_patience' must be positive")
     _require(t.keep_best > 0, "config key 'train.keep_best' must be positive")
     _require(t.early_stopping_patience is None or t.early_stopping_patience > 0,

@@ -58,6 +58,24 @@ def random_sources(count: int, vocab: int, seed: int) -> list[list[int]]:
     return [[rng.randrange(4, vocab) for _ in range(rng.randint(5, 25))] for _ in range(count)]
 
 
+def cpu_features() -> dict:
+    """The CPU's model and what fbgemm's int8 kernels care about: AVX-512 VNNI multiplies int8 in
+    one instruction (without it, through 16-bit intermediate sums: about 1.7x for the products
+    here, against about 3x with it; benchmarks/README.md)."""
+    flags, model = set(), "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                model = value.strip()
+    except OSError:  # not Linux
+        pass
+    return {"model": model, "torch_capability": torch.backends.cpu.get_cpu_capability(),
+            "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags}
+
+
 def kernels(fp32: Translator, int8: Translator, rows: int, repeats: int = 20) -> dict:
     """The search step's two matrix products, alone, fp32 against int8, on `rows` rows (beam x
     batch, a full step): each decoder layer's cell and the output layer, the fastest of `repeats`
@@ -141,7 +159,7 @@ def main() -> None:
               "checkpoint": args.checkpoint or "random model of configs/quickstart.yaml's size",
               "input": str(args.input) if args.input else "random source ids", "sentences": len(lines),
               "beam": options.beam, "batch_size": options.batch_size, "threads": torch.get_num_threads(),
-              "repeats": args.repeats, "seconds": seconds}
+              "repeats": args.repeats, "cpu": cpu_features(), "seconds": seconds}
     for name in runs:
         record[f"{name}_sentences_per_s"] = round(len(lines) / min(seconds[name]), 2)
     record["speedup"] = round(record["int8_sentences_per_s"] / record["fp32_sentences_per_s"], 3)

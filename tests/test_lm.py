@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from nmt.config import config_from_dict, load_config
 from nmt.data.tokenizer import EOS, PAD, UNK
-from nmt.model.lm import LanguageModel
+from nmt.model.lm import LanguageModel, LMState
 from nmt.tasks.lm import InMemoryLines, WindowSampler, stream_rows, token_stream, window_batch
 
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "and", "<unk>"]
@@ -98,7 +98,7 @@ def test_windows_cover_the_stream_exactly_once_per_epoch(variable):
 
 def tiny_lm(**options) -> LanguageModel:
     torch.manual_seed(0)
-    return LanguageModel(vocab_size=12, embed=8, hidden=8, layers=2, **options)
+    return LanguageModel(**{"vocab_size": 12, "embed": 8, "hidden": 8, "layers": 2, **options})
 
 
 def test_the_carried_state_changes_the_loss_and_no_gradient_crosses_a_window():
@@ -143,6 +143,51 @@ def test_weight_drop_uses_one_mask_per_window():
     assert len(masks) == 2 * model.layers  # one dropped matrix per layer per window, not per step
     assert not torch.equal(masks[0], masks[2]) and 0.3 < masks[0].float().mean() < 0.7
     assert layer.weight_hh_l0.shape == masks[0].shape
+
+
+def test_a_smaller_last_layer_as_awd_lstm_has_it():
+    """model.last_hidden: layers of 10, 10 and 6 (the tied embedding's size, so no projection); the
+    state keeps 10 units a layer with the last layer's in its first 6 and zeros after; generation
+    step by step equals a window's forward, carried state included."""
+    model = tiny_lm(embed=6, hidden=10, layers=3, last_hidden=6, tie_embeddings=True).eval()
+    assert model.project is None and model.rnn.layers[2].weight_hh_l0.shape == (24, 6)
+    assert model.output.weight is model.embed.weight
+    rows = stream_rows(np.arange(60) % 8 + 4, 2)
+    first = window_batch(rows, 0, 5)
+    model(first)
+    h, c = model.carried[2]
+    assert h.shape == (3, 2, 10) and not h[2, :, 6:].any() and not c[2, :, 6:].any() and h[2, :, :6].any()
+    second = window_batch(rows, 5, 5)
+    want = model(second).detach()  # from the carried state
+    model.carried.clear()
+    model(first)  # the same carried state again
+    state = LMState(*[t.clone() for t in model.carried[2]])
+    got = 0.0
+    for t in range(5):
+        logp, state = model.decode_step(second.tokens_in[:, t], state)
+        got = got - logp.detach().gather(1, second.tokens_out[:, t:t + 1]).sum()
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert not state.h[2, :, 6:].any()
+    with pytest.raises(ValueError, match="smaller last layer"):
+        tiny_lm(hidden=10, last_hidden=6, residual=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": {"last_hidden": 20}}, "model.last_hidden' must be positive and at most model.hidden"),
+    ({"model": {"last_hidden": 8, "residual": True}}, "cannot be combined with model.residual"),
+    ({"task": "translation", "model": {"last_hidden": 8}}, "are for language models"),
+])
+def test_last_hidden_rules(tmp_path, change, message):
+    from nmt.errors import ConfigError
+
+    raw = lm_config_dict(tmp_path)
+    for section, values in change.items():
+        if isinstance(values, dict):
+            raw[section].update(values)
+        else:
+            raw[section] = values
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
 
 
 def test_perplexity_of_a_hand_built_model_equals_the_hand_computed_value():

@@ -52,7 +52,7 @@ class LanguageModel(nn.Module):
                  init_range: float = 0.1, dropout: float = 0.0, embed_dropout: float = 0.0,
                  word_dropout: float = 0.0, variational_dropout: bool = False, weight_drop: float = 0.0,
                  residual: bool = False, tie_embeddings: bool = False, ar_alpha: float = 0.0, tar_beta: float = 0.0,
-                 lstm_kernel: str = "auto"):
+                 last_hidden: Optional[int] = None, lstm_kernel: str = "auto"):
         super().__init__()
         self.dropout, self.embed_dropout, self.word_dropout = dropout, embed_dropout, word_dropout
         self.variational, self.ar_alpha, self.tar_beta = variational_dropout, ar_alpha, tar_beta
@@ -60,10 +60,11 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=PAD)
         self.rnn = StackedRNN(cell=cell, input_size=embed, hidden=hidden, layers=layers, dropout=dropout,
                               variational=variational_dropout, residual=residual, weight_drop=weight_drop,
-                              kernel=lstm_kernel)
+                              top=last_hidden, kernel=lstm_kernel)
+        top = self.rnn.top
         # Tied embeddings with a hidden size other than the embedding's: a projection between.
-        self.project = nn.Linear(hidden, embed, bias=False) if tie_embeddings and embed != hidden else None
-        self.output = nn.Linear(embed if self.project is not None else hidden, vocab_size)
+        self.project = nn.Linear(top, embed, bias=False) if tie_embeddings and embed != top else None
+        self.output = nn.Linear(embed if self.project is not None else top, vocab_size)
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -init_range, init_range)
         with torch.no_grad():
@@ -189,4 +190,4 @@ def build_language_model(config, vocab_size: int) -> LanguageModel:
                          init_range=m.init_range, dropout=m.dropout, embed_dropout=m.embed_dropout,
                          word_dropout=m.word_dropout, variational_dropout=m.variational_dropout,
                          weight_drop=m.weight_drop, residual=m.residual, tie_embeddings=m.tie_embeddings,
-                         ar_alpha=t.ar_alpha, tar_beta=t.tar_beta, lstm_kernel=m.lstm_kernel)
+                         ar_alpha=t.ar_alpha, tar_beta=t.tar_beta, last_hidden=m.last_hidden, lstm_kernel=m.lstm_kernel)

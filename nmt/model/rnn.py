@@ -8,6 +8,9 @@ Options, all off for the paper's model:
   residual        layer k >= 2 adds its input to its output
   weight_drop     DropConnect on each layer's hidden-to-hidden matrix (AWD-LSTM, Merity et al. 2017):
                   one mask per call of `forward`, i.e. per window of a language model
+  top             the last layer's size, when it is not `hidden` (AWD-LSTM: 1150, 1150, then the
+                  400 of the tied embedding); a state still holds `hidden` units per layer, the
+                  last layer's in its first `top` of them and zeros after
   kernel          "cudnn", "triton" or "auto": an LSTM's unpacked `forward` on CUDA as the Triton
                   kernels of nmt/model/lstm_kernel.py (one fused kernel per time step and layer)
                   instead of cuDNN's; "auto" takes them where they apply and gradients are taken
@@ -44,8 +47,11 @@ def sequence_dropout_mask(batch: int, size: int, p: float, like: torch.Tensor) -
 class StackedRNN(nn.Module):
     def __init__(self, *, cell: str, input_size: int, hidden: int, layers: int, bidirectional: bool = False,
                  dropout: float = 0.0, variational: bool = False, residual: bool = False, per_layer: bool = False,
-                 weight_drop: float = 0.0, kernel: str = "cudnn"):
+                 weight_drop: float = 0.0, top: Optional[int] = None, kernel: str = "cudnn"):
         super().__init__()
+        self.top = top or hidden
+        if self.top != hidden and (bidirectional or residual or self.top > hidden):
+            raise ValueError("a smaller last layer (top) reads one way, with no residual connection")
         self.kernel = kernel
         rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.is_lstm = cell == "lstm"
@@ -53,7 +59,7 @@ class StackedRNN(nn.Module):
         self.hidden, self.num_layers = hidden, layers
         self.dropout, self.variational, self.residual, self.weight_drop = dropout, variational, residual, weight_drop
         # per_layer: for the layer pipeline; weight drop replaces each layer's recurrent matrix
-        self.fused = not residual and not variational and not per_layer and not weight_drop
+        self.fused = not residual and not variational and not per_layer and not weight_drop and self.top == hidden
         self.int8_cells: Optional[nn.ModuleList] = None  # one quantized cell per layer, for `step` (CPU decoding)
         per_direction = hidden // self.directions
         if self.fused:
@@ -61,8 +67,17 @@ class StackedRNN(nn.Module):
                                  dropout=dropout if layers > 1 else 0.0)
         else:
             self.layers = nn.ModuleList(
-                rnn_class(input_size if i == 0 else hidden, per_direction, 1, batch_first=True,
+                rnn_class(input_size if i == 0 else hidden, self.size(i) // self.directions, 1, batch_first=True,
                           bidirectional=bidirectional) for i in range(layers))
+
+    def size(self, i: int) -> int:
+        """Layer i's output size (both directions)."""
+        return self.top if i == self.num_layers - 1 else self.hidden
+
+    def _padded(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer i's state (..., size) widened with zeros to the stack's state width, `hidden`."""
+        gap = self.hidden // self.directions - h.size(-1)
+        return nn.functional.pad(h, (0, gap)) if gap else h
 
     def sample_masks(self, batch: int, like: torch.Tensor) -> list[Optional[torch.Tensor]]:
         """Masks for the inputs of layers 2..L, drawn once per sequence (variational dropout)."""
@@ -72,7 +87,7 @@ class StackedRNN(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Optional[State] = None,
                 masks: Optional[list] = None) -> tuple[torch.Tensor, State]:
-        """x (B, S, input) -> outputs (B, S, hidden), final (h, c).
+        """x (B, S, input) -> outputs (B, S, top), final (h, c) (layers * directions, B, hidden / directions).
 
         `lengths` (B,) on the CPU keeps padding out of the final state (packed sequences);
         None means every row is full length. `masks` (from sample_masks) fixes the
@@ -88,8 +103,9 @@ class StackedRNN(nn.Module):
             layer_state = None
             if state is not None:
                 h, c = state
-                layer_state = (h[i * per_layer:(i + 1) * per_layer],
-                               c[i * per_layer:(i + 1) * per_layer] if c is not None else None)
+                units = self.size(i) // per_layer
+                layer_state = (h[i * per_layer:(i + 1) * per_layer, :, :units],
+                               c[i * per_layer:(i + 1) * per_layer, :, :units] if c is not None else None)
             if i > 0:
                 x = self._drop_between(x, masks[i - 1])
             if kernel:
@@ -103,8 +119,8 @@ class StackedRNN(nn.Module):
                     layer_state = tuple(s.to(device) if s is not None else None for s in layer_state)
                 out, (h_i, c_i) = self._run(self._weight_dropped(layer), x, lengths, layer_state)
             x = out + x if self.residual and i > 0 else out
-            finals_h.append(h_i)
-            finals_c.append(c_i)
+            finals_h.append(self._padded(i, h_i))
+            finals_c.append(self._padded(i, c_i) if c_i is not None else None)
         home = finals_h[0].device
         c_all = torch.cat([c.to(home) for c in finals_c]) if self.is_lstm else None
         return x, (torch.cat([h.to(home) for h in finals_h]), c_all)
@@ -129,17 +145,18 @@ class StackedRNN(nn.Module):
         if self.training and self.weight_drop:
             w_hh = self._dropped(w_hh)
         if state is None:
-            h0 = c0 = x.new_zeros(x.size(0), self.hidden, dtype=torch.float32)
+            h0 = c0 = x.new_zeros(x.size(0), w_hh.size(1), dtype=torch.float32)
         else:
-            h0, c0 = state[0][0], state[1][0]
+            h0, c0 = state[0][0].contiguous(), state[1][0].contiguous()
         out, h, c = lstm_kernel.recurrence(nn.functional.linear(x, w_ih, b_ih + b_hh), w_hh, h0, c0)
         return out, (h.unsqueeze(0), c.unsqueeze(0))
 
     def step(self, x: torch.Tensor, state: tuple[list, Optional[list]],
              masks: Optional[list] = None) -> tuple[torch.Tensor, tuple[list, Optional[list]]]:
-        """One time step of a one-directional stack on one device: x (B, input) -> (B, hidden).
+        """One time step of a one-directional stack on one device: x (B, input) -> (B, top).
 
-        The state is a list of per-layer h (B, hidden) and one of c (None for a GRU); so is the
+        The state is a list of per-layer h (B, hidden) and one of c (None for a GRU; a smaller
+        last layer's in its first `top` units, as in `forward`); so is the
         state returned. The same computation as `forward` on a length-1 sequence (dropout between
         layers, residual connections and variational masks included), on the same parameters.
         """
@@ -149,9 +166,10 @@ class StackedRNN(nn.Module):
         for i in range(self.num_layers):
             if i > 0:
                 x = self._drop_between(x, masks[i - 1].squeeze(1) if masks[i - 1] is not None else None)
-            h, c = self._cell(i, x, h_in[i], c_in[i] if self.is_lstm else None)
-            hs.append(h)
-            cs.append(c)
+            units = self.size(i)
+            h, c = self._cell(i, x, h_in[i][:, :units], c_in[i][:, :units] if self.is_lstm else None)
+            hs.append(self._padded(i, h))
+            cs.append(self._padded(i, c) if c is not None else None)
             x = h + x if self.residual and i > 0 else h
         return x, (hs, cs if self.is_lstm else None)
 
