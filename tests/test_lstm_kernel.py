@@ -174,12 +174,13 @@ def test_the_kernels_in_bf16_and_as_a_cuda_graph():
     x = torch.randn(20, 35, 300, device="cuda", requires_grad=True)
 
     def run(model, bf16):
-        # autograd.grad, not backward: no gradient is accumulated into .grad, whose accumulation
-        # nodes, made by the eager calls, would run on the default stream during a capture
+        # autograd.grad, not backward: nothing is accumulated into .grad during the capture
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             out, (h, c) = model(x)
         loss = out.float().sin().sum() + c.float().sum()
-        return [out.float(), *torch.autograd.grad(loss, [x, *model.parameters()])]
+        # detached: a result that kept the autograd graph alive would keep its accumulation nodes,
+        # made on the default stream, into the capture (cudaErrorStreamCaptureImplicit)
+        return [out.float().detach(), *torch.autograd.grad(loss, [x, *model.parameters()])]
 
     exact = run(cudnn, False)
     for got, want in zip(run(ours, True), exact):
