@@ -22,6 +22,7 @@ from nmt.data.corpus import read_lines  # noqa: E402
 from nmt.device import pick_device  # noqa: E402
 from nmt.errors import NmtError  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
+from nmt.log import configure  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 from nmt.tasks import prepare_data  # noqa: E402
 from nmt.tasks.lm import score_text  # noqa: E402
@@ -42,6 +43,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", required=True)
     parser.add_argument("--test-rows", type=int, default=1, help="parallel rows when scoring the test split")
     args = parser.parse_args(argv)
+    configure()  # the trainer's messages (dev scores, averaging, why it stopped) on stderr, as nmt train prints them
     config = load_config(args.config, args.overrides)
     record = {"name": args.name, **provenance(), "config": config.to_dict()}
     if not (Path(config.data.prepared) / "manifest.json").exists():

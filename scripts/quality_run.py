@@ -28,6 +28,7 @@ from nmt.data.prepare import prepare  # noqa: E402
 from nmt.decode.translate import Translator  # noqa: E402
 from nmt.evaluate import score  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
+from nmt.log import configure  # noqa: E402
 from nmt.checkpoint import average_checkpoints, best_checkpoints  # noqa: E402
 from nmt.train.start import train  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
@@ -73,6 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("--average", type=int, default=0,
                         help="after training, also evaluate the mean of the run's N best checkpoints (nmt average)")
     args = parser.parse_args(argv)
+    configure()  # the trainer's messages (dev scores, averaging, why it stopped) on stderr, as nmt train prints them
 
     config = load_config(args.config, args.overrides)
     record = {"name": args.name, **provenance(), "config": config.to_dict()}

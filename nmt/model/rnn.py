@@ -79,6 +79,11 @@ class StackedRNN(nn.Module):
         gap = self.hidden // self.directions - h.size(-1)
         return nn.functional.pad(h, (0, gap)) if gap else h
 
+    def _narrowed(self, i: int, h: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Layer i's own units of a state slice in the stack's width (the inverse of `_padded`)."""
+        units = self.size(i) // self.directions
+        return h[..., :units] if h is not None and h.size(-1) != units else h
+
     def sample_masks(self, batch: int, like: torch.Tensor) -> list[Optional[torch.Tensor]]:
         """Masks for the inputs of layers 2..L, drawn once per sequence (variational dropout)."""
         if not (self.training and self.variational and self.dropout > 0):
@@ -103,9 +108,8 @@ class StackedRNN(nn.Module):
             layer_state = None
             if state is not None:
                 h, c = state
-                units = self.size(i) // per_layer
-                layer_state = (h[i * per_layer:(i + 1) * per_layer, :, :units],
-                               c[i * per_layer:(i + 1) * per_layer, :, :units] if c is not None else None)
+                layer_state = (self._narrowed(i, h[i * per_layer:(i + 1) * per_layer]),
+                               self._narrowed(i, c[i * per_layer:(i + 1) * per_layer] if c is not None else None))
             if i > 0:
                 x = self._drop_between(x, masks[i - 1])
             if kernel:
@@ -166,8 +170,7 @@ class StackedRNN(nn.Module):
         for i in range(self.num_layers):
             if i > 0:
                 x = self._drop_between(x, masks[i - 1].squeeze(1) if masks[i - 1] is not None else None)
-            units = self.size(i)
-            h, c = self._cell(i, x, h_in[i][:, :units], c_in[i][:, :units] if self.is_lstm else None)
+            h, c = self._cell(i, x, self._narrowed(i, h_in[i]), self._narrowed(i, c_in[i]) if self.is_lstm else None)
             hs.append(self._padded(i, h))
             cs.append(self._padded(i, c) if c is not None else None)
             x = h + x if self.residual and i > 0 else h
