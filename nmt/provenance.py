@@ -39,10 +39,27 @@ def commit() -> dict:
     return {"commit": "unknown", "tree_dirty": None, "commit_source": "none: no git metadata and no NMT_COMMIT"}
 
 
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and its instruction-set flags, from /proc/cpuinfo (Linux; elsewhere
+    platform.processor(), which is empty on Linux, and no flags)."""
+    model, flags = platform.processor() or "cpu", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
 def provenance() -> dict:
-    """The commit (see `commit`), the command line, torch's version and the device that ran it."""
+    """The commit (see `commit`), the command line, torch's version and the device that ran it
+    (the GPU's name, or the CPU's model)."""
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor() or "cpu")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_info()[0]
     return {**commit(), "command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "torch": torch.__version__,
             "device": device, "cpu_count": os.cpu_count(), "host": platform.node()}

@@ -35,7 +35,7 @@ from nmt.decode.translate import Translator  # noqa: E402
 from nmt.evaluate import score  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.model.seq2seq import build_model  # noqa: E402
-from nmt.provenance import provenance  # noqa: E402
+from nmt.provenance import cpu_info, provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,16 +62,7 @@ def cpu_features() -> dict:
     """The CPU's model and what fbgemm's int8 kernels care about: AVX-512 VNNI multiplies int8 in
     one instruction (without it, through 16-bit intermediate sums: about 1.7x for the products
     here, against about 3x with it; benchmarks/README.md)."""
-    flags, model = set(), "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                flags = set(value.split())
-            elif key.strip() == "model name":
-                model = value.strip()
-    except OSError:  # not Linux
-        pass
+    model, flags = cpu_info()
     return {"model": model, "torch_capability": torch.backends.cpu.get_cpu_capability(),
             "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags}
 
