@@ -25,6 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.lm_bare import batchify, corpus  # noqa: E402
 from nmt.files import write_atomically  # noqa: E402
 from nmt.provenance import provenance  # noqa: E402
 
@@ -82,17 +83,14 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    words = Path(args.data, "train.txt").read_text(encoding="utf-8").replace("\n", " <eos> ").split()
-    ids = {w: i for i, w in enumerate(sorted(set(words)))}
-    tokens = torch.tensor([ids[w] for w in words])
-    per_row = tokens.numel() // ROWS
-    stream = tokens[:per_row * ROWS].view(ROWS, per_row)
+    streams, vocab = corpus(Path(args.data))
+    stream = batchify(streams["train"], ROWS, "cpu")
     record = {"what": "AWD-LSTM's shape on PTB, bare PyTorch, no regulariser: a 400-unit last layer "
                       "against a projection from 1150", **provenance(),
               "rows": ROWS, "bptt": BPTT, "lr": args.lr, "clip_norm": 0.25, "seed": args.seed,
-              "threads": torch.get_num_threads(), "vocab": len(ids)}
+              "threads": torch.get_num_threads(), "vocab": vocab}
     for name, last in (("last400", EMBED), ("projection", HIDDEN)):
-        record[name] = run(stream, len(ids), last, args.steps, args.lr, args.seed)
+        record[name] = run(stream, vocab, last, args.steps, args.lr, args.seed)
         record[f"{name}_max_loss"] = max(s["loss"] for s in record[name])
     write_atomically(Path(args.out), json.dumps(record, indent=1) + "\n")
     return record
